@@ -1,0 +1,46 @@
+# MUSIC: the two commands are `make demo` (set up and run on the local topology) and
+# `make test`. Every target installs what it needs.
+SHELL := /bin/bash
+LOCAL := deploy/local
+
+.PHONY: demo install up down status test test-short bench build clean
+
+## demo: install, start the local multi-site topology, and print where each service listens
+demo: up
+	@$(LOCAL)/status.sh
+
+## install: install what the local topology needs (Debian packages, Cassandra jars, binary)
+install:
+	@$(LOCAL)/install.sh
+
+## up: start MariaDB per site, ZooKeeper, NATS JetStream and Cassandra (idempotent)
+up: install
+	@$(LOCAL)/up.sh
+
+## down: stop the local topology (data stays in .local/)
+down:
+	@$(LOCAL)/down.sh
+
+## status: each service, its address and whether it answers
+status:
+	@$(LOCAL)/status.sh
+
+build:
+	go build -o bin/music ./cmd/music
+
+## test: vet and race-test everything against the real servers (started if missing)
+test: up
+	go vet ./...
+	go test -race -count=1 -timeout 30m ./...
+
+## test-short: unit tests of pure logic only, no servers
+test-short:
+	go test -short -count=1 ./...
+
+## bench: benchmarks against the real servers
+bench: up
+	go test -run '^$$' -bench . -benchtime 3s ./...
+
+## clean: stop the topology and remove its data (keeps the download caches)
+clean: down
+	rm -rf .local bin

@@ -1,0 +1,60 @@
+// Command music is the MUSIC agent and toolbox. Run `music help` for its subcommands.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+)
+
+// A subcommand's run gets the arguments after its name and returns the exit status.
+type subcommand struct {
+	summary string
+	run     func(args []string) int
+}
+
+var subcommands = map[string]subcommand{
+	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
+	"version": {"print the version", runVersion},
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	switch name {
+	case "help", "-h", "--help", "-help":
+		usage(os.Stdout)
+		return
+	}
+	sc, ok := subcommands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "music: unknown subcommand %q\n\n", name)
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	os.Exit(sc.run(os.Args[2:]))
+}
+
+func usage(w *os.File) {
+	fmt.Fprintln(w, "music: multi-site state coordination for MariaDB, Cassandra and ZooKeeper.")
+	fmt.Fprintln(w, "\nUsage: music <subcommand> [flags]   (music <subcommand> --help for its flags)\n\nSubcommands:")
+	names := make([]string, 0, len(subcommands))
+	for n := range subcommands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-10s %s\n", n, subcommands[n].summary)
+	}
+}
+
+func runVersion([]string) int {
+	fmt.Println("music", version)
+	return 0
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the local topology needs and is missing: MariaDB and ZooKeeper from Debian's
+# packages, Cassandra's jars from Maven Central (into $MUSIC_CACHE), and the music binary.
+# Idempotent: a second run only checks.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+need_apt=()
+command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
+[ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+command -v flock >/dev/null || need_apt+=(util-linux)
+if ((${#need_apt[@]})); then
+  log "installing Debian packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+lib="$MUSIC_CACHE/cassandra-$MUSIC_CASSANDRA_VERSION/lib"
+if ! ls "$lib"/cassandra-all-*.jar >/dev/null 2>&1; then
+  log "fetching Cassandra $MUSIC_CASSANDRA_VERSION jars from Maven Central into $lib"
+  mkdir -p "$lib"
+  mvn -q -B -f "$MUSIC_REPO/deploy/local/cassandra/pom.xml" \
+    -Dcassandra.version="$MUSIC_CASSANDRA_VERSION" \
+    dependency:copy-dependencies -DoutputDirectory="$lib"
+fi
+
+log "building the music binary"
+mkdir -p "$MUSIC_REPO/bin"
+(cd "$MUSIC_REPO" && go build -o bin/music ./cmd/music)
