@@ -8,7 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 # Parallel callers (test packages starting what is missing) take turns.
 mkdir -p "$MUSIC_DATA"
 exec 9>"$MUSIC_DATA/.up.lock"
-flock 9
+flock -w "$MUSIC_START_TIMEOUT" 9 || die "another deploy/local/up.sh holds $MUSIC_DATA/.up.lock"
 
 start_mariadb_site() {
   local site=$1 idx port dir
@@ -27,9 +27,10 @@ start_mariadb_site() {
     --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
     --log-slave-updates=ON --gtid-strict-mode=OFF \
     --rpl-semi-sync-master-enabled=OFF --rpl-semi-sync-slave-enabled=OFF \
+    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
     --max-connections=500 --max-allowed-packet=64M \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=1 --sync-binlog=1 \
-    --log-error="$dir/error.log" </dev/null >"$dir/stdout.log" 2>&1 &
+    --log-error="$dir/error.log" </dev/null >"$dir/stdout.log" 2>&1 9>&- &
   echo $! >"$dir/server.pid"
   wait_port "mariadb site $site" "$port" "$dir/server.pid" "$dir/error.log"
   log "mariadb site $site ready on 127.0.0.1:$port (server_id=$idx gtid_domain_id=$idx) in $((SECONDS - t0))s"
@@ -53,7 +54,7 @@ CFG
   local t0=$SECONDS
   setsid java -Xmx256m -cp "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar" \
     -Dzookeeper.jmx.log4j.disable=true \
-    org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" </dev/null >"$dir/zookeeper.log" 2>&1 &
+    org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zoo.cfg" </dev/null >"$dir/zookeeper.log" 2>&1 9>&- &
   echo $! >"$dir/server.pid"
   wait_port zookeeper "$port" "$dir/server.pid" "$dir/zookeeper.log"
   log "zookeeper ready on 127.0.0.1:$port in $((SECONDS - t0))s"
@@ -74,7 +75,7 @@ start_cassandra() {
     -javaagent:"$(ls "$lib"/jamm-*.jar | head -1)" \
     -Dcassandra.config="file://$dir/cassandra.yaml" -Dcassandra.storagedir="$dir" \
     -Dcassandra.logdir="$dir" -Dlogback.configurationFile="$conf/logback.xml" \
-    -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon </dev/null >"$dir/cassandra.log" 2>&1 &
+    -cp "$lib/*" org.apache.cassandra.service.CassandraDaemon </dev/null >"$dir/cassandra.log" 2>&1 9>&- &
   echo $! >"$dir/server.pid"
   wait_port cassandra "$port" "$dir/server.pid" "$dir/cassandra.log"
   log "cassandra ready on 127.0.0.1:$port in $((SECONDS - t0))s"
@@ -87,7 +88,7 @@ start_nats() {
   mkdir -p "$dir"
   local t0=$SECONDS
   setsid "$bin" nats --addr "127.0.0.1:$port" --store "$dir/jetstream" --log-file "$dir/nats.log" \
-    </dev/null >>"$dir/nats.log" 2>&1 &
+    </dev/null >>"$dir/nats.log" 2>&1 9>&- &
   echo $! >"$dir/server.pid"
   wait_port nats "$port" "$dir/server.pid" "$dir/nats.log"
   log "nats (JetStream) ready on 127.0.0.1:$port in $((SECONDS - t0))s"
