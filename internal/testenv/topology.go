@@ -1,9 +1,9 @@
 package testenv
 
 import (
-	"context"
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os"
