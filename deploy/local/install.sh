@@ -5,6 +5,11 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
+# Concurrent callers (make, test processes) take turns.
+mkdir -p "$MUSIC_DATA"
+exec 8>"$MUSIC_DATA/.install.lock"
+flock -w 900 8 || die "another deploy/local/install.sh holds $MUSIC_DATA/.install.lock"
+
 need_apt=()
 command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
@@ -14,8 +19,8 @@ command -v flock >/dev/null || need_apt+=(util-linux)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 lib="$MUSIC_CACHE/cassandra-$MUSIC_CASSANDRA_VERSION/lib"
