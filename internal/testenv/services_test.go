@@ -38,6 +38,10 @@ func TestServices(t *testing.T) {
 			if got, want := v, "héllo 🎵"; got != want {
 				t.Fatalf("site %s: read %q, want %q", s.Name, got, want)
 			}
+			var name, semisync string
+			if err := pool.QueryRow("SHOW GLOBAL VARIABLES LIKE 'rpl_semi_sync_master_wait_point'").Scan(&name, &semisync); err != nil {
+				t.Fatalf("site %s: semi-synchronous replication not available: %v", s.Name, err)
+			}
 			if serverID != s.Index || domainID != s.Index || format != "ROW" || metadata != "FULL" {
 				t.Fatalf("site %s: server_id=%d gtid_domain_id=%d binlog_format=%s binlog_row_metadata=%s, want %d/%d/ROW/FULL",
 					s.Name, serverID, domainID, format, metadata, s.Index, s.Index)
