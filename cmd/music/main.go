@@ -15,6 +15,7 @@ type subcommand struct {
 
 var subcommands = map[string]subcommand{
 	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
+	"server":  {"serve the MUSIC v2 REST API (Cassandra store, ZooKeeper locks)", runServer},
 	"version": {"print the version", runVersion},
 }
 

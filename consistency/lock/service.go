@@ -91,3 +91,14 @@ func (s *Service) Create(ctx context.Context, name string, typ Type, owner strin
 	}
 	return Ref{Name: n, Seq: e.seq}, nil
 }
+
+// Ping checks that ZooKeeper answers.
+func (s *Service) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, _, err := s.conn.Exists(s.root); err != nil {
+		return fmt.Errorf("lock: zookeeper: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,138 @@
+package rest
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/music-coord/music/recipes/store"
+)
+
+func (a *API) createKeyspace(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("keyspace")
+	if !a.allowed(w, c, name) {
+		return
+	}
+	var body jsonKeySpace
+	if err := decode(r.Body, &body, true); err != nil {
+		fail(w, err)
+		return
+	}
+	if body.ReplicationInfo == nil {
+		failure(w, http.StatusBadRequest, "replicationInfo is missing")
+		return
+	}
+	durable, err := boolField("durabilityOfWrites", body.DurabilityOfWrites)
+	if err == nil {
+		err = a.store.CreateKeyspace(r.Context(), store.KeyspaceSpec{Name: name, Replication: body.ReplicationInfo, DurableWrites: durable})
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	success(w, obj{"message": "Keyspace " + name + " Created"})
+}
+
+func (a *API) dropKeyspace(w http.ResponseWriter, r *http.Request, c caller) {
+	name := r.PathValue("keyspace")
+	if !a.allowed(w, c, name) {
+		return
+	}
+	if err := a.store.DropKeyspace(r.Context(), name); err != nil {
+		fail(w, err)
+		return
+	}
+	success(w, obj{"message": "Keyspace " + name + " Deleted"})
+}
+
+func (a *API) createTable(w http.ResponseWriter, r *http.Request, c caller) {
+	ks, tb := r.PathValue("keyspace"), r.PathValue("table")
+	if !a.allowed(w, c, ks) {
+		return
+	}
+	var body jsonTable
+	if err := decode(r.Body, &body, true); err != nil {
+		fail(w, err)
+		return
+	}
+	spec, err := tableSpec(ks, tb, body)
+	if err == nil {
+		err = a.store.CreateTable(r.Context(), spec)
+	}
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	success(w, obj{"message": "Tablename " + tb + " Created under keyspace " + ks})
+}
+
+// tableSpec turns ONAP's JsonTable into a TableSpec.
+func tableSpec(ks, tb string, body jsonTable) (store.TableSpec, error) {
+	spec := store.TableSpec{Keyspace: ks, Name: tb, Columns: map[string]string{}}
+	pk := body.PrimaryKey
+	for name, typ := range body.Fields {
+		if strings.EqualFold(strings.TrimSpace(name), "PRIMARY KEY") {
+			pk = typ
+			continue
+		}
+		spec.Columns[strings.ToLower(name)] = typ
+	}
+	var err error
+	if body.PartitionColumns != "" {
+		spec.PartitionKey, spec.ClusteringKey = splitList(body.PartitionColumns), splitList(body.ClusteringKey)
+	} else if spec.PartitionKey, spec.ClusteringKey, err = primaryKey(pk); err != nil {
+		return spec, err
+	}
+	if body.ClusteringKey != "" {
+		spec.ClusteringKey = splitList(body.ClusteringKey)
+	}
+	lower(spec.PartitionKey)
+	lower(spec.ClusteringKey)
+	if body.ClusteringOrder != "" {
+		spec.ClusteringOrder = map[string]string{}
+		for _, part := range splitList(body.ClusteringOrder) {
+			col, dir, _ := strings.Cut(part, " ")
+			spec.ClusteringOrder[strings.ToLower(col)] = strings.TrimSpace(dir)
+		}
+	}
+	for k, v := range body.Properties {
+		if k != "default_time_to_live" {
+			return spec, badRequest("table property %q is not supported (only default_time_to_live)", k)
+		}
+		n, err := intField(k, v)
+		if err != nil {
+			return spec, err
+		}
+		spec.DefaultTTL = int(n)
+	}
+	return spec, nil
+}
+
+func lower(s []string) {
+	for i := range s {
+		s[i] = strings.ToLower(s[i])
+	}
+}
+
+func (a *API) dropTable(w http.ResponseWriter, r *http.Request, c caller) {
+	ks, tb := r.PathValue("keyspace"), r.PathValue("table")
+	if !a.allowed(w, c, ks) {
+		return
+	}
+	if err := a.store.DropTable(r.Context(), ks, tb); err != nil {
+		fail(w, err)
+		return
+	}
+	success(w, obj{"message": "Table " + ks + "." + tb + " Deleted"})
+}
+
+func (a *API) createIndex(w http.ResponseWriter, r *http.Request, c caller) {
+	ks, tb, field := r.PathValue("keyspace"), r.PathValue("table"), r.PathValue("field")
+	if !a.allowed(w, c, ks) {
+		return
+	}
+	if err := a.store.CreateIndex(r.Context(), ks, tb, field, r.URL.Query().Get("index_name")); err != nil {
+		fail(w, err)
+		return
+	}
+	success(w, obj{"message": "Index Created on " + ks + "." + tb + "." + field})
+}

@@ -1,0 +1,48 @@
+package rest
+
+import "net/http"
+
+func (a *API) routes() {
+	ks := Prefix + "/keyspaces/{keyspace}"
+	tb := ks + "/tables/{table}"
+	lk := Prefix + "/locks"
+	for _, r := range []struct {
+		pattern, route string
+		public         bool
+		h              handler
+	}{
+		{"POST " + ks, "keyspace_create", false, a.createKeyspace},
+		{"DELETE " + ks, "keyspace_drop", false, a.dropKeyspace},
+		{"POST " + tb, "table_create", false, a.createTable},
+		{"DELETE " + tb, "table_drop", false, a.dropTable},
+		{"POST " + tb + "/index/{field}", "index_create", false, a.createIndex},
+		{"POST " + tb + "/rows", "row_insert", false, a.insertRow},
+		{"PUT " + tb + "/rows", "row_update", false, a.updateRow},
+		{"DELETE " + tb + "/rows", "row_delete", false, a.deleteRow},
+		{"GET " + tb + "/rows", "row_select", false, a.selectRows},
+		{"PUT " + tb + "/rows/criticalget", "row_criticalget", false, a.criticalGet},
+		{"POST " + lk + "/create/{name}", "lock_create", false, a.createLock},
+		{"GET " + lk + "/acquire/{ref}", "lock_acquire", false, a.acquireLock},
+		{"POST " + lk + "/acquire-with-lease/{ref}", "lock_acquire_lease", false, a.acquireWithLease},
+		{"GET " + lk + "/enquire/{name}", "lock_enquire", false, a.enquireLock},
+		{"GET " + lk + "/holders/{name}", "lock_holders", false, a.lockHolders},
+		{"GET " + lk + "/{name}", "lock_state", false, a.enquireLock},
+		{"DELETE " + lk + "/release/{ref}", "lock_release", false, a.releaseLock},
+		{"DELETE " + lk + "/delete/{name}", "lock_delete", false, a.deleteLock},
+		{"GET " + Prefix + "/version", "version", true, a.version},
+		{"GET " + Prefix + "/service/pingCassandra", "ping_cassandra", true, a.pingCassandra},
+		{"GET " + Prefix + "/service/pingZookeeper", "ping_zookeeper", true, a.pingZookeeper},
+		{"GET " + Prefix + "/service/musicHealthCheck", "health", true, a.healthCheck},
+		{"GET " + Prefix + "/openapi.yaml", "openapi", true, serveOpenAPI},
+	} {
+		a.handle(r.pattern, r.route, r.public, r.h)
+	}
+	a.handle(Prefix+"/", "unknown", true, func(w http.ResponseWriter, r *http.Request, _ caller) {
+		failure(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+func serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ caller) {
+	w.Header().Set("Content-Type", "application/yaml")
+	_, _ = w.Write(openAPI)
+}

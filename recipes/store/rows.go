@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gocql/gocql"
+)
+
+// Mode is an operation's consistency flavour (ONAP's consistencyInfo.type).
+type Mode string
+
+const (
+	Eventual Mode = "eventual" // consistency ONE
+	Critical Mode = "critical" // caller holds the row's lock; QUORUM, fenced timestamps
+	Atomic   Mode = "atomic"   // lock, critical operation, release, in one call
+)
+
+// MaxRows bounds the rows one Select returns.
+const MaxRows = 10000
+
+// Write is an insert, update or delete of one row.
+type Write struct {
+	Keyspace, Table string
+	Values          map[string]any // insert: the row; update: the columns to set
+	Key             map[string]any // update, delete: the row's primary key (WHERE)
+	Conditions      map[string]any // update, delete: column values that must hold (IF)
+	TTL             int            // seconds; 0 for none
+	Mode            Mode
+	LockRef         string // critical: the caller's lock reference
+}
+
+// Query selects rows by key (a partial or empty key selects many).
+type Query struct {
+	Keyspace, Table string
+	Key             map[string]any
+	Limit           int // 0 means MaxRows
+	Mode            Mode
+	LockRef         string
+}
+
+type opKind int
+
+const (
+	opInsert opKind = iota
+	opUpdate
+	opDelete
+	opSelect
+)
+
+// op is a checked operation: names validated, values converted.
+type op struct {
+	kind               opKind
+	t                  *table
+	values, key, conds map[string]any
+	ttl, limit         int
+}
+
+func (s *Store) prepare(ctx context.Context, kind opKind, ks, tb string, values, key, conds map[string]any) (*op, error) {
+	ks, err := Ident("keyspace", ks)
+	if err != nil {
+		return nil, err
+	}
+	if tb, err = Ident("table", tb); err != nil {
+		return nil, err
+	}
+	t, err := s.table(ctx, ks, tb, false)
+	if err != nil {
+		return nil, err
+	}
+	o := &op{kind: kind}
+	if t, o.values, err = s.columns(ctx, t, values); err != nil {
+		return nil, err
+	}
+	if t, o.key, err = s.columns(ctx, t, key); err != nil {
+		return nil, err
+	}
+	if t, o.conds, err = s.columns(ctx, t, conds); err != nil {
+		return nil, err
+	}
+	o.t = t
+	return o, nil
+}
+
+// Insert writes a row.
+func (s *Store) Insert(ctx context.Context, w Write) error {
+	if len(w.Values) == 0 {
+		return invalid("insert needs values")
+	}
+	return s.write(ctx, opInsert, w)
+}
+
+// Update sets columns of the row named by w.Key, if w.Conditions hold
+// (ErrConditionFailed otherwise).
+func (s *Store) Update(ctx context.Context, w Write) error {
+	if len(w.Values) == 0 || len(w.Key) == 0 {
+		return invalid("update needs values and the row's key")
+	}
+	return s.write(ctx, opUpdate, w)
+}
+
+// Delete removes the row named by w.Key, if w.Conditions hold.
+func (s *Store) Delete(ctx context.Context, w Write) error {
+	if len(w.Key) == 0 {
+		return invalid("delete needs the row's key")
+	}
+	return s.write(ctx, opDelete, w)
+}
+
+func (s *Store) write(ctx context.Context, kind opKind, w Write) error {
+	if w.TTL < 0 {
+		return invalid("ttl must not be negative")
+	}
+	o, err := s.prepare(ctx, kind, w.Keyspace, w.Table, w.Values, w.Key, w.Conditions)
+	if err != nil {
+		return err
+	}
+	o.ttl = w.TTL
+	return s.run(ctx, o, w.Mode, w.LockRef, func(h *holder) error { return s.exec(ctx, o, h) })
+}
+
+// Select returns the rows matching q.Key, each as column -> value.
+func (s *Store) Select(ctx context.Context, q Query) ([]map[string]any, error) {
+	o, err := s.prepare(ctx, opSelect, q.Keyspace, q.Table, nil, q.Key, nil)
+	if err != nil {
+		return nil, err
+	}
+	o.limit = q.Limit
+	if o.limit <= 0 || o.limit > MaxRows {
+		o.limit = MaxRows
+	}
+	var rows []map[string]any
+	err = s.run(ctx, o, q.Mode, q.LockRef, func(h *holder) error {
+		rows, err = s.read(ctx, o, h != nil)
+		return err
+	})
+	return rows, err
+}
+
+func (s *Store) read(ctx context.Context, o *op, quorum bool) ([]map[string]any, error) {
+	cols, args := sortedPairs(o.key)
+	cql := "SELECT * FROM " + o.t.ref() + where(cols) + fmt.Sprintf(" LIMIT %d", o.limit)
+	iter := s.sess.Query(cql, args...).WithContext(ctx).Consistency(consistency(quorum)).Iter()
+	var rows []map[string]any
+	for {
+		m := map[string]any{}
+		if !iter.MapScan(m) {
+			break
+		}
+		rows = append(rows, m)
+	}
+	return rows, classify("select from "+o.t.ref(), iter.Close())
+}
+
+func consistency(quorum bool) gocql.Consistency {
+	if quorum {
+		return gocql.Quorum
+	}
+	return gocql.One
+}
+
+func sortedPairs(m map[string]any) ([]string, []any) {
+	cols := make([]string, 0, len(m))
+	for c := range m {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		args[i] = m[c]
+	}
+	return cols, args
+}
+
+func where(cols []string) string {
+	if len(cols) == 0 {
+		return ""
+	}
+	return " WHERE " + joinEq(cols, " AND ")
+}
+
+func joinEq(cols []string, sep string) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		parts[i] = c + " = ?"
+	}
+	return strings.Join(parts, sep)
+}

@@ -1,0 +1,48 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/gocql/gocql"
+	"go.uber.org/zap"
+
+	"github.com/music-coord/music/consistency/lock"
+)
+
+// Locks is what the store needs of the lock service.
+type Locks interface {
+	Create(ctx context.Context, name string, typ lock.Type, owner string, lease time.Duration) (lock.Ref, error)
+	Wait(ctx context.Context, ref string) (lock.Holding, error)
+	Check(ctx context.Context, ref string) (lock.Holding, error)
+	Release(ctx context.Context, ref string) error
+	MarkSynced(ctx context.Context, name string) error
+}
+
+var _ Locks = (*lock.Service)(nil)
+
+// Store runs MUSIC's data operations on one Cassandra session.
+type Store struct {
+	sess        *gocql.Session
+	locks       Locks
+	log         *zap.Logger
+	meta        metaCache
+	AtomicWait  time.Duration // how long an atomic operation waits for its lock (default 10s)
+	AtomicLease time.Duration // the lease of an atomic operation's lock (default 30s)
+}
+
+// New returns a Store on sess using locks for critical and atomic operations.
+func New(sess *gocql.Session, locks Locks, log *zap.Logger) *Store {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Store{sess: sess, locks: locks, log: log, meta: metaCache{tables: map[string]*table{}},
+		AtomicWait: 10 * time.Second, AtomicLease: 30 * time.Second}
+}
+
+// Ping runs a trivial query against Cassandra.
+func (s *Store) Ping(ctx context.Context) error {
+	var v string
+	err := s.sess.Query(`SELECT release_version FROM system.local`).WithContext(ctx).Consistency(gocql.One).Scan(&v)
+	return classify("ping", err)
+}
