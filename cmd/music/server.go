@@ -95,6 +95,7 @@ func runServer(args []string) int {
 func serve(cfg *serverConfig, log *zap.Logger) error {
 	cluster := gocql.NewCluster(strings.Split(cfg.Cassandra, ",")...)
 	cluster.Timeout, cluster.ConnectTimeout = 10*time.Second, 10*time.Second
+	store.Tune(cluster)
 	sess, err := cluster.CreateSession()
 	if err != nil {
 		return fmt.Errorf("cassandra %s: %w", cfg.Cassandra, err)

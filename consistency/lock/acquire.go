@@ -10,49 +10,86 @@ import (
 	"go.uber.org/zap"
 )
 
-// Acquire reports whether ref holds its lock now and renews its lease. It returns the
-// holding, or a *HolderError (errors.Is ErrNotHolder) when ref waits behind others, or
-// ErrNotFound when ref is gone. Expired references ahead of ref are released by force.
+// Acquire reports whether ref holds its lock now and renews its lease (unless it was
+// renewed within the last tenth of its period). Like Check, it may answer from the
+// holder cache (see heldCache) when no renewal is due. It returns the holding, or a
+// *HolderError (errors.Is ErrNotHolder) when ref waits behind others, or ErrNotFound
+// when ref is gone. Expired references ahead of ref are released by force.
 func (s *Service) Acquire(ctx context.Context, ref string) (Holding, error) {
-	return s.status(ctx, ref, 0, true)
+	return s.acquire(ctx, ref, 0)
 }
 
 // AcquireWithLease is Acquire that first sets ref's lease period to d.
 func (s *Service) AcquireWithLease(ctx context.Context, ref string, d time.Duration) (Holding, error) {
-	return s.status(ctx, ref, d, true)
+	return s.acquire(ctx, ref, d)
+}
+
+func (s *Service) acquire(ctx context.Context, ref string, d time.Duration) (Holding, error) {
+	return s.verify(ctx, ref, request{d: d, renew: true})
 }
 
 // Check is Acquire without renewing the lease: critical operations use it to verify
 // that ref holds its lock.
 func (s *Service) Check(ctx context.Context, ref string) (Holding, error) {
-	return s.status(ctx, ref, 0, false)
+	return s.verify(ctx, ref, request{})
 }
 
-func (s *Service) status(ctx context.Context, refStr string, d time.Duration, renew bool) (Holding, error) {
-	r, err := ParseRef(refStr)
+// verify answers from the holder cache when it can (see heldCache), and otherwise asks
+// ZooKeeper and caches the answer.
+func (s *Service) verify(ctx context.Context, ref string, req request) (Holding, error) {
+	r, err := ParseRef(ref)
 	if err != nil {
 		return Holding{}, err
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return Holding{}, err
-		}
-		h, retry, err := s.statusOnce(r, d, renew)
-		if !retry {
-			return h, err
-		}
+	now := s.now()
+	e, ok, watching := s.held.get(r, now, s.conn.State() == zk.StateHasSession)
+	if ok && !(req.renew && e.lease.renewDue(now, req.d)) {
+		return e.h, nil
 	}
-	return Holding{}, fmt.Errorf("lock: %s: queue kept changing", r)
+	req.watch = s.held.ttl > 0 && !watching
+	o, err := s.status(ctx, r, req)
+	if err == nil {
+		s.held.put(o, now)
+	}
+	return o.Holding, err
 }
 
-func (s *Service) statusOnce(r Ref, d time.Duration, renew bool) (h Holding, retry bool, err error) {
+// request is what a status check does besides verifying: set the lease period to d
+// (if positive), renew the lease, watch the reference's znode.
+type request struct {
+	d            time.Duration
+	renew, watch bool
+}
+
+// owned is a verified holding with the lease it was verified against.
+type owned struct {
+	Holding
+	lease lease
+	watch <-chan zk.Event // set if requested
+}
+
+func (s *Service) status(ctx context.Context, r Ref, req request) (owned, error) {
+	for attempt := 0; attempt < 5; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return owned{}, err
+		}
+		o, retry, err := s.statusOnce(r, req)
+		if !retry {
+			return o, err
+		}
+	}
+	return owned{}, fmt.Errorf("lock: %s: queue kept changing", r)
+}
+
+func (s *Service) statusOnce(r Ref, req request) (o owned, retry bool, err error) {
+	mine := s.readAsync(s.refPath(r, Write), req.watch) // shares a round trip with the listing
 	q, err := s.queue(r.Name)
 	if err != nil {
-		return Holding{}, false, err
+		return owned{}, false, err
 	}
 	i := q.find(r.Seq)
 	if i < 0 {
-		return Holding{}, false, fmt.Errorf("%w: %s", ErrNotFound, r)
+		return owned{}, false, fmt.Errorf("%w: %s", ErrNotFound, r)
 	}
 	me := q.entries[i]
 	for _, e := range q.entries[:i] {
@@ -61,58 +98,82 @@ func (s *Service) statusOnce(r Ref, d time.Duration, renew bool) (h Holding, ret
 		}
 		gone, err := s.releaseIfExpired(r.Name, e)
 		if err != nil {
-			return Holding{}, false, err
+			return owned{}, false, err
 		}
 		if !gone {
-			return Holding{}, false, &HolderError{Ref: r.String(), Holder: s.holdersOf(r.Name, q)}
+			return owned{}, false, &HolderError{Ref: r.String(), Holder: s.holdersOf(r.Name, q)}
 		}
 		q.unsynced = true
 	}
-	l, ok, err := s.own(r, me, d, renew)
-	if err != nil || !ok {
-		return Holding{}, !ok && err == nil, err
+	if me.typ != Write {
+		mine = s.readAsync(s.refPath(r, me.typ), req.watch)
 	}
-	return Holding{Ref: r, Type: me.typ, Created: time.UnixMicro(l.Created), Unsynced: q.unsynced}, false, nil
+	o, ok, err := s.own(r, me, <-mine, req)
+	if err != nil || !ok {
+		return owned{}, !ok && err == nil, err
+	}
+	o.Holding = Holding{Ref: r, Type: me.typ, Created: time.UnixMicro(o.lease.Created), Unsynced: q.unsynced}
+	return o, false, nil
 }
 
-// own reads (and renews) the caller's own lease. ok=false asks for a retry.
-func (s *Service) own(r Ref, me entry, d time.Duration, renew bool) (lease, bool, error) {
-	p := s.dir(r.Name) + "/" + me.node
-	data, st, err := s.conn.Get(p)
-	if errors.Is(err, zk.ErrNoNode) {
-		return lease{}, false, fmt.Errorf("%w: %s", ErrNotFound, r)
+// nodeData is the result of a read of a znode.
+type nodeData struct {
+	data  []byte
+	st    *zk.Stat
+	watch <-chan zk.Event
+	err   error
+}
+
+// readAsync reads znode p in the background, so that the read is pipelined with what
+// the caller sends meanwhile on the same session.
+func (s *Service) readAsync(p string, watch bool) <-chan nodeData {
+	ch := make(chan nodeData, 1)
+	go func() {
+		var d nodeData
+		if watch {
+			d.data, d.st, d.watch, d.err = s.conn.GetW(p)
+		} else {
+			d.data, d.st, d.err = s.conn.Get(p)
+		}
+		ch <- d
+	}()
+	return ch
+}
+
+// own checks (and renews) the caller's own lease, as read in nd. ok=false asks for a
+// retry.
+func (s *Service) own(r Ref, me entry, nd nodeData, req request) (owned, bool, error) {
+	if errors.Is(nd.err, zk.ErrNoNode) {
+		return owned{}, false, fmt.Errorf("%w: %s", ErrNotFound, r)
 	}
-	if err != nil {
-		return lease{}, false, fmt.Errorf("lock: read %s: %w", r, err)
+	if nd.err != nil {
+		return owned{}, false, fmt.Errorf("lock: read %s: %w", r, nd.err)
 	}
-	l := decodeLease(data)
+	l := decodeLease(nd.data)
 	now := s.now()
 	if l.expired(now) {
-		if _, err := s.forceRelease(r.Name, me, st.Version); err != nil {
-			return lease{}, false, err
+		if _, err := s.forceRelease(r.Name, me, nd.st.Version); err != nil {
+			return owned{}, false, err
 		}
-		return lease{}, false, fmt.Errorf("%w: %s: lease expired", ErrNotFound, r)
+		return owned{}, false, fmt.Errorf("%w: %s: lease expired", ErrNotFound, r)
 	}
-	if !renew {
-		return l, true, nil
+	if !req.renew || !l.renewDue(now, req.d) {
+		return owned{lease: l, watch: nd.watch}, true, nil
 	}
-	if d > 0 {
-		l.LeaseMS = d.Milliseconds()
-	}
-	if l.Acquired == 0 {
-		l.Acquired = now.UnixMilli()
+	if req.d > 0 {
+		l.LeaseMS = req.d.Milliseconds()
 	}
 	l.renew(now)
-	_, err = s.conn.Set(p, l.encode(), st.Version)
+	_, err := s.conn.Set(s.refPath(r, me.typ), l.encode(), nd.st.Version) // fires nd.watch
 	switch {
 	case errors.Is(err, zk.ErrBadVersion):
-		return lease{}, false, nil
+		return owned{}, false, nil
 	case errors.Is(err, zk.ErrNoNode):
-		return lease{}, false, fmt.Errorf("%w: %s", ErrNotFound, r)
+		return owned{}, false, fmt.Errorf("%w: %s", ErrNotFound, r)
 	case err != nil:
-		return lease{}, false, fmt.Errorf("lock: renew %s: %w", r, err)
+		return owned{}, false, fmt.Errorf("lock: renew %s: %w", r, err)
 	}
-	return l, true, nil
+	return owned{lease: l}, true, nil
 }
 
 // releaseIfExpired removes e by force if its lease has expired and reports whether e is
@@ -140,6 +201,7 @@ func (s *Service) forceRelease(n Name, e entry, ver int32) (bool, error) {
 	err = s.conn.Delete(s.dir(n)+"/"+e.node, ver)
 	switch {
 	case err == nil:
+		s.held.forget(Ref{Name: n, Seq: e.seq})
 		s.log.Warn("lock released by force after its lease expired",
 			zap.String("lock", n.String()), zap.Int64("seq", e.seq))
 		forcedReleases.Inc()

@@ -15,6 +15,11 @@
 // marked unsynced: the next holder must repair the key with a quorum read before its
 // first critical operation, then call MarkSynced.
 //
+// Check and Acquire answer from a cache of verified holdings while a ZooKeeper watch on
+// the reference's znode reports no change, for at most a second (WithCheckCache), so a
+// critical operation by a holder costs no ZooKeeper round trip; see heldCache for why
+// this keeps the guarantees of a fresh check.
+//
 // Holding.Timestamp turns a reference into a Cassandra write timestamp that is larger for
 // every later reference of the same name, whatever the clocks say.
 package lock

@@ -31,6 +31,16 @@ func (l *lease) renew(now time.Time) {
 	}
 }
 
+// renewDue reports whether renewing at now, with period d if positive, changes the
+// lease: the period changes, or the lease was last renewed more than a tenth of its
+// period ago. Skipping a renewal that is not due saves a ZooKeeper write.
+func (l lease) renewDue(now time.Time, d time.Duration) bool {
+	if d > 0 && d.Milliseconds() != l.LeaseMS {
+		return true
+	}
+	return l.LeaseMS > 0 && l.Expires-now.UnixMilli() < l.LeaseMS-l.LeaseMS/10
+}
+
 func (l lease) encode() []byte { b, _ := json.Marshal(l); return b }
 
 func decodeLease(b []byte) lease {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/music-coord/music/internal/testenv"
 )
 
@@ -229,5 +231,117 @@ func TestDelete(t *testing.T) {
 	h, err := s.Acquire(ctx, b.String())
 	if err != nil || !h.Unsynced || b.Seq <= a.Seq {
 		t.Fatalf("after Delete: %+v %v (seq %d then %d)", h, err, a.Seq, b.Seq)
+	}
+}
+
+func TestHeldCacheTrust(t *testing.T) {
+	now := time.Now()
+	r := Ref{Name: Name{"ks", "tb", "k"}, Seq: 1}
+	for name, tc := range map[string]struct {
+		verified  time.Time
+		expires   time.Time // zero: no lease
+		fire      bool
+		connected bool
+		want      bool
+	}{
+		"fresh":             {verified: now, expires: now.Add(time.Minute), connected: true, want: true},
+		"no lease":          {verified: now, connected: true, want: true},
+		"too old":           {verified: now.Add(-2 * time.Second), connected: true},
+		"lease near expiry": {verified: now, expires: now.Add(500 * time.Millisecond), connected: true},
+		"watch fired":       {verified: now, fire: true, connected: true},
+		"disconnected":      {verified: now},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := heldCache{ttl: time.Second}
+			w := make(chan zk.Event, 1)
+			var exp int64
+			if !tc.expires.IsZero() {
+				exp = tc.expires.UnixMilli()
+			}
+			c.put(owned{Holding: Holding{Ref: r}, lease: lease{LeaseMS: 60000, Expires: exp}, watch: w}, tc.verified)
+			if tc.fire {
+				w <- zk.Event{Type: zk.EventNodeDeleted}
+				close(w)
+			}
+			if _, got, _ := c.get(r, now, tc.connected); got != tc.want {
+				t.Fatalf("trusted = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// A holding cached by one server is dropped when another server releases the reference
+// and a new holder takes the lock: the stale holder's check fails.
+func TestCheckCacheSeesReleaseElsewhere(t *testing.T) {
+	root := testenv.ZKRoot(t) + "/locks"
+	s1, err := New(testenv.ZKConnect(t), root, WithCheckCache(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(testenv.ZKConnect(t), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	a, _ := s1.Create(ctx, "ks.tb.c", Write, "a", -1) // no lease
+	if _, err := s1.Acquire(ctx, a.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Check(ctx, a.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s1.held.get(a, time.Now(), true); !ok {
+		t.Fatal("verified holding not cached")
+	}
+	if err := s2.Release(ctx, a.String()); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := s2.Create(ctx, "ks.tb.c", Write, "b", 0)
+	if _, err := s2.Acquire(ctx, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*time.Second, func() error {
+		if _, err := s1.Check(ctx, a.String()); !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("stale holder's check: %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	if _, err := s1.Check(ctx, b.String()); err != nil {
+		t.Fatalf("new holder: %v", err)
+	}
+	if err := s1.Release(ctx, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Check(ctx, b.String()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("check right after a local release: %v, want ErrNotFound", err)
+	}
+}
+
+// Acquire writes the lease only when a renewal is due or the period changes.
+func TestAcquireRenewsWhenDue(t *testing.T) {
+	s := newService(t)
+	ctx := context.Background()
+	a, _ := s.Create(ctx, "ks.tb.renew", Write, "", time.Minute)
+	version := func() int32 {
+		_, st, err := s.conn.Get(s.refPath(a, Write))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Version
+	}
+	for _, step := range []struct {
+		d    time.Duration
+		want int32
+	}{{0, 0}, {time.Minute, 0}, {2 * time.Minute, 1}, {0, 1}} {
+		if _, err := s.AcquireWithLease(ctx, a.String(), step.d); err != nil {
+			t.Fatal(err)
+		}
+		if got := version(); got != step.want {
+			t.Fatalf("after acquire with lease %v: lease version %d, want %d", step.d, got, step.want)
+		}
+	}
+	s.now = func() time.Time { return time.Now().Add(30 * time.Second) }
+	if _, err := s.Acquire(ctx, a.String()); err != nil || version() != 2 {
+		t.Fatalf("due renewal: %v, version %d, want 2", err, version())
 	}
 }

@@ -36,6 +36,19 @@ func parseEntry(node string) (entry, bool) {
 	return entry{node: node, seq: seq, typ: typ}, true
 }
 
+func prefix(t Type) string {
+	if t == Read {
+		return "r-"
+	}
+	return "w-"
+}
+
+// refPath is the znode of reference r of type t: ZooKeeper appends the sequence number
+// to the prefix as ten digits.
+func (s *Service) refPath(r Ref, t Type) string {
+	return fmt.Sprintf("%s/%s%010d", s.dir(r.Name), prefix(t), r.Seq)
+}
+
 // queue is a snapshot of a name's queue, in order.
 type queue struct {
 	entries  []entry

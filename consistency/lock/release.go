@@ -17,22 +17,17 @@ func (s *Service) Release(ctx context.Context, ref string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	q, err := s.queue(r.Name)
-	if err != nil {
-		return err
+	defer s.held.forget(r)
+	for _, typ := range []Type{Write, Read} { // the sequence number names one of the two
+		err := s.conn.Delete(s.refPath(r, typ), -1)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, zk.ErrNoNode) {
+			return fmt.Errorf("lock: release %s: %w", r, err)
+		}
 	}
-	i := q.find(r.Seq)
-	if i < 0 {
-		return fmt.Errorf("%w: %s", ErrNotFound, r)
-	}
-	err = s.conn.Delete(s.dir(r.Name)+"/"+q.entries[i].node, -1)
-	if errors.Is(err, zk.ErrNoNode) {
-		return fmt.Errorf("%w: %s", ErrNotFound, r)
-	}
-	if err != nil {
-		return fmt.Errorf("lock: release %s: %w", r, err)
-	}
-	return nil
+	return fmt.Errorf("%w: %s", ErrNotFound, r)
 }
 
 // Holders returns the references holding name's lock now: the head write reference, or

@@ -21,6 +21,7 @@ type Service struct {
 	lease time.Duration
 	now   func() time.Time
 	acl   []zk.ACL
+	held  heldCache
 }
 
 // Option configures a Service.
@@ -32,10 +33,14 @@ func WithLogger(l *zap.Logger) Option { return func(s *Service) { s.log = l } }
 // WithDefaultLease sets the lease given to references created without one (default 60s).
 func WithDefaultLease(d time.Duration) Option { return func(s *Service) { s.lease = d } }
 
+// WithCheckCache sets how long Check and Acquire may trust a holding verified while ZooKeeper
+// reports no change to the reference (default 1s; 0 turns the cache off). See heldCache.
+func WithCheckCache(d time.Duration) Option { return func(s *Service) { s.held.ttl = d } }
+
 // New returns a Service keeping its queues under root, which it creates if needed.
 func New(conn *zk.Conn, root string, opts ...Option) (*Service, error) {
 	s := &Service{conn: conn, root: path.Clean("/" + root), log: zap.NewNop(), lease: time.Minute,
-		now: time.Now, acl: zk.WorldACL(zk.PermAll)}
+		now: time.Now, acl: zk.WorldACL(zk.PermAll), held: heldCache{ttl: time.Second}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -74,14 +79,7 @@ func (s *Service) Create(ctx context.Context, name string, typ Type, owner strin
 	now := s.now()
 	l := lease{Type: typ, Owner: owner, Created: now.UnixMicro(), LeaseMS: max(leaseDur.Milliseconds(), 0)}
 	l.renew(now)
-	if _, err := s.conn.Create(s.dir(n), nil, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
-		return Ref{}, fmt.Errorf("lock: create %s: %w", name, err)
-	}
-	prefix := "w-"
-	if typ == Read {
-		prefix = "r-"
-	}
-	p, err := s.conn.Create(s.dir(n)+"/"+prefix, l.encode(), zk.FlagSequence, s.acl)
+	p, err := s.createRef(n, typ, l.encode())
 	if err != nil {
 		return Ref{}, fmt.Errorf("lock: create reference for %s: %w", name, err)
 	}
@@ -90,6 +88,19 @@ func (s *Service) Create(ctx context.Context, name string, typ Type, owner strin
 		return Ref{}, fmt.Errorf("lock: unexpected znode %s", p)
 	}
 	return Ref{Name: n, Seq: e.seq}, nil
+}
+
+// createRef creates a reference's sequential znode, and the name's node first if this
+// is the name's first reference.
+func (s *Service) createRef(n Name, typ Type, data []byte) (string, error) {
+	p, err := s.conn.Create(s.dir(n)+"/"+prefix(typ), data, zk.FlagSequence, s.acl)
+	if !errors.Is(err, zk.ErrNoNode) {
+		return p, err
+	}
+	if _, err := s.conn.Create(s.dir(n), nil, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return "", err
+	}
+	return s.conn.Create(s.dir(n)+"/"+prefix(typ), data, zk.FlagSequence, s.acl)
 }
 
 // Ping checks that ZooKeeper answers.

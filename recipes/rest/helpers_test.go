@@ -29,7 +29,8 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ks, sess := testenv.NewKeyspace(t)
+	ks, _ := testenv.NewKeyspace(t)
+	sess := tunedSession(t, ks)
 	locks, err := lock.New(testenv.ZKConnect(t), testenv.ZKRoot(t)+"/locks")
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +51,21 @@ func newEnv(t testing.TB) *env {
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, ks: ks, sess: sess, locks: locks}
+}
+
+// tunedSession is a session on keyspace ks configured as the server configures its own
+// (store.Tune); the API and the benchmarks' raw twins share it.
+func tunedSession(t testing.TB, ks string) *gocql.Session {
+	t.Helper()
+	c := testenv.CassandraCluster(t)
+	c.Keyspace = ks
+	store.Tune(c)
+	sess, err := c.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sess.Close)
+	return sess
 }
 
 // call sends a request as alice and returns the status code and decoded body.

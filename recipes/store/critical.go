@@ -73,6 +73,9 @@ func (s *Store) guard(ctx context.Context, o *op, ref string) (*holder, error) {
 	if err != nil {
 		return nil, lockError(err)
 	}
+	if o.kind != opSelect && h.Type != lock.Write {
+		return nil, fmt.Errorf("%w: lock %s is a read lock; a critical write needs a write lock", ErrLock, ref)
+	}
 	return s.repair(ctx, o, name, h)
 }
 

@@ -40,6 +40,15 @@ func New(sess *gocql.Session, locks Locks, log *zap.Logger) *Store {
 		AtomicWait: 10 * time.Second, AtomicLease: 30 * time.Second}
 }
 
+// Tune sets the gocql options the store is meant to run with. Write coalescing is off:
+// gocql would hold every frame for up to 200µs waiting for company, which Go's
+// millisecond netpoll timeout turns into about a millisecond on a lone request, several
+// times the request itself. Routing is token-aware, so a request goes to a replica.
+func Tune(c *gocql.ClusterConfig) {
+	c.WriteCoalesceWaitTime = 0
+	c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+}
+
 // Ping runs a trivial query against Cassandra.
 func (s *Store) Ping(ctx context.Context) error {
 	var v string

@@ -100,6 +100,11 @@ func TestCriticalNeedsLock(t *testing.T) {
 	if err := s.Insert(ctx, w); err != nil {
 		t.Fatal(err)
 	}
+	r, _ := locks.Create(ctx, ks+".emp.cy", lock.Read, "", 0)
+	rw := Write{Keyspace: ks, Table: "emp", Values: map[string]any{"name": "cy", "salary": "3"}, Mode: Critical, LockRef: r.String()}
+	if err := s.Insert(ctx, rw); !errors.Is(err, ErrLock) {
+		t.Fatalf("critical write under a read lock: %v, want ErrLock", err)
+	}
 	w.Mode, w.LockRef, w.Values = Atomic, "", map[string]any{"name": "zed", "salary": "2"}
 	if err := s.Insert(ctx, w); err != nil {
 		t.Fatalf("atomic: %v", err)
