@@ -73,11 +73,18 @@ type Source struct {
 }
 
 // Transaction places the event in its source transaction so a remote apply can apply the
-// transaction all or nothing.
+// transaction all or nothing. Snapshot rows (op r) belong to no source transaction: their
+// ID is "snapshot:<db>.<table>:<start unix ms>", Index the row's number in the snapshot
+// and Total 0; each is an independent upsert.
 type Transaction struct {
 	ID    string `json:"id"`    // the GTID
 	Index int    `json:"index"` // this event's position, 0 .. Total-1
-	Total int    `json:"total"` // events in the transaction
+	Total int    `json:"total"` // events in the transaction; 0 while a large transaction streams
+	// Last marks the transaction's last event. A transaction with more events than the
+	// capture buffers (capture.Config.MaxTxnBuffer) streams: its events carry Total 0
+	// except the last one, which carries Last and the final Total. Buffered transactions
+	// carry Total on every event and Last on the final one.
+	Last bool `json:"last,omitempty"`
 }
 
 // DDL carries a schema change.

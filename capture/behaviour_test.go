@@ -1,0 +1,240 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/music-coord/music/changeevent"
+	"github.com/music-coord/music/internal/testenv"
+)
+
+// TestDDLAndReplay alters a table mid-stream, then replays the old binlog after a restart:
+// the events before the ALTER keep their old columns and schema version.
+func TestDDLAndReplay(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	r := h.start(h.cfg)
+	h.exec("CREATE TABLE t (id INT PRIMARY KEY, a VARCHAR(10))", "INSERT INTO t VALUES (1,'x')",
+		"ALTER TABLE t ADD COLUMN b DECIMAL(8,3) NOT NULL DEFAULT 1.5, MODIFY a TEXT", "INSERT INTO t VALUES (2,'y',2.25)",
+		"RENAME TABLE t TO t2", "INSERT INTO t2 VALUES (3,'z',0)", "TRUNCATE TABLE t2", "DROP TABLE t2")
+	check := func(events []*changeevent.Event) {
+		t.Helper()
+		var got []string
+		for _, e := range events {
+			s := e.Source.Table + ":" + string(e.Op)
+			if e.DDL != nil {
+				s += ":" + e.DDL.Kind
+			}
+			got = append(got, s)
+		}
+		want := "t:ddl:CREATE,t:c,t:ddl:ALTER,t:c,t:ddl:RENAME,t2:ddl:RENAME,t2:c,t2:ddl:TRUNCATE,t2:ddl:DROP"
+		if strings.Join(got, ",") != want {
+			t.Fatalf("events %s\nwant   %s", strings.Join(got, ","), want)
+		}
+		create, ins1, alter, ins2 := events[0], events[1], events[2], events[3]
+		// The SQL type is information_schema's when capture read it in time, else the
+		// binlog's (varchar(<bytes> bytes)); the kind is exact either way.
+		if len(ins1.Columns) != 2 || !strings.HasPrefix(ins1.Columns[1].SQLType, "varchar(") || ins1.SchemaVersion != create.Source.GTID {
+			t.Errorf("insert before ALTER: columns %+v version %q, want 2 columns (a varchar) of version %s", ins1.Columns, ins1.SchemaVersion, create.Source.GTID)
+		}
+		if len(ins2.Columns) != 3 || ins2.After["b"] != "2.250" || ins2.Columns[1].Kind != changeevent.KindString || ins2.SchemaVersion != alter.Source.GTID {
+			t.Errorf("insert after ALTER: after %v columns %+v version %q, want b=2.250 and version %s", ins2.After, ins2.Columns, ins2.SchemaVersion, alter.Source.GTID)
+		}
+		if ins1.After["a"] != "x" || ins2.After["a"] != "y" {
+			t.Errorf("values %v %v", ins1.After, ins2.After)
+		}
+	}
+	events := h.read(h.cfg.Stream, 9, 30*time.Second)
+	check(events)
+	r.stop(t)
+
+	// Replay from the original start into a fresh stream, with the schema history kept.
+	cfg := h.cfg
+	cfg.Stream = h.cfg.Stream + "_REPLAY"
+	ctx := context.Background()
+	kv, err := h.js.KeyValue(ctx, cfg.StateBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, checkpointKey); err != nil {
+		t.Fatal(err)
+	}
+	// The replay stream must not share subjects with the first one.
+	if err := h.js.DeleteStream(ctx, h.cfg.Stream); err != nil {
+		t.Fatal(err)
+	}
+	h.start(cfg)
+	replayed := h.read(cfg.Stream, 9, 30*time.Second)
+	check(replayed)
+	for i := range events {
+		if events[i].Source.GTID != replayed[i].Source.GTID || events[i].SchemaVersion != replayed[i].SchemaVersion {
+			t.Errorf("replayed event %d: gtid %s version %s, first time %s %s", i, replayed[i].Source.GTID,
+				replayed[i].SchemaVersion, events[i].Source.GTID, events[i].SchemaVersion)
+		}
+	}
+}
+
+// TestLoopPrevention: changes written in a session that keeps another site's GTID domain
+// (as MUSIC's apply replays them) or with skip_replication are not captured.
+func TestLoopPrevention(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.exec("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10))")
+	r := h.start(h.cfg)
+	ctx := context.Background()
+	conn, err := h.pool.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	other := h.site.Index + 50
+	for _, q := range []string{
+		fmt.Sprintf("SET SESSION gtid_domain_id=%d, server_id=%d", other, other),
+		"INSERT INTO t VALUES (1,'replayed')",
+		"SET SESSION gtid_domain_id=@@global.gtid_domain_id, server_id=@@global.server_id, skip_replication=1",
+		"INSERT INTO t VALUES (2,'skipped')",
+		"SET SESSION skip_replication=0",
+		"INSERT INTO t VALUES (3,'own')",
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	events := h.read(h.cfg.Stream, 1, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := testutil.ToFloat64(r.c.m.Skipped.WithLabelValues("other_domain")); n < 1 {
+			return fmt.Errorf("skipped other_domain %v", n)
+		}
+		return nil
+	})
+	events = rowEvents(h.read(h.cfg.Stream, 1, 5*time.Second))
+	if len(events) != 1 || events[0].After["v"] != "own" {
+		t.Fatalf("published %d events (first %v), want only the own-domain insert", len(events), events[0].After)
+	}
+	if got := testutil.ToFloat64(r.c.m.Skipped.WithLabelValues("skip_replication")); got != 1 {
+		t.Errorf("skip_replication transactions skipped = %v, want 1", got)
+	}
+	if g, _ := ParseGTID(events[0].Source.GTID); g.Domain != uint32(h.site.Index) {
+		t.Errorf("gtid %s not of domain %d", events[0].Source.GTID, h.site.Index)
+	}
+}
+
+// TestTableWithoutPK: published with all columns as key, counted in a metric.
+func TestTableWithoutPK(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.exec("CREATE TABLE nopk (a INT, b VARCHAR(10))")
+	r := h.start(h.cfg)
+	h.exec("INSERT INTO nopk VALUES (1,'x'),(1,'x')", "DELETE FROM nopk LIMIT 1")
+	events := rowEvents(h.read(h.cfg.Stream, 4, 30*time.Second))
+	want := changeevent.Row{"a": int64(1), "b": "x"}
+	for _, e := range events {
+		if fmt.Sprint(e.Key) != fmt.Sprint(want) {
+			t.Errorf("%s key %v, want all columns %v", e.Op, e.Key, want)
+		}
+	}
+	if got := testutil.ToFloat64(r.c.m.NoPK); got != 1 {
+		t.Errorf("music_capture_tables_without_pk = %v, want 1", got)
+	}
+}
+
+// TestUnrepresentableStopsTable: text that is not UTF-8 stops its table with an error
+// naming table and column; other tables go on.
+func TestUnrepresentableStopsTable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.exec("CREATE TABLE bad (id INT PRIMARY KEY, l VARCHAR(10) CHARACTER SET latin1)", "CREATE TABLE good (id INT PRIMARY KEY)")
+	r := h.start(h.cfg)
+	h.exec("INSERT INTO bad VALUES (1, _latin1 0x636166E9)", "INSERT INTO good VALUES (1)", "INSERT INTO bad VALUES (2, 'x')")
+	h.read(h.cfg.Stream, 3, 30*time.Second)
+	time.Sleep(500 * time.Millisecond)
+	events := rowEvents(h.read(h.cfg.Stream, 3, 5*time.Second))
+	if len(events) != 1 || events[0].Source.Table != "good" {
+		t.Fatalf("published %d events, want only good's insert", len(events))
+	}
+	errs := r.c.TableErrors()
+	err := errs[h.db+".bad"]
+	var ue *UnrepresentableError
+	if !errors.As(err, &ue) || ue.Column != "l" || !strings.Contains(err.Error(), "bad") {
+		t.Fatalf("table errors %v, want an UnrepresentableError for column l of bad", errs)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := DefaultConfig()
+	ok.Site, ok.DSN, ok.DomainID = "a", "root@tcp(127.0.0.1:3306)/", 1
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	cases := map[string]struct {
+		mut  func(*Config)
+		want string
+	}{
+		"no site":       {func(c *Config) { c.Site = "" }, "site: required"},
+		"bad site":      {func(c *Config) { c.Site = "a.b" }, "site:"},
+		"no dsn":        {func(c *Config) { c.DSN = "" }, "dsn: required"},
+		"unix dsn":      {func(c *Config) { c.DSN = "root@unix(/tmp/x.sock)/" }, "dsn:"},
+		"no domain":     {func(c *Config) { c.DomainID = 0 }, "domain_id"},
+		"site serverid": {func(c *Config) { c.ServerID = 2 }, "server_id"},
+		"short dedup":   {func(c *Config) { c.DuplicateWindow = time.Second }, "duplicate_window"},
+		"bad start":     {func(c *Config) { c.Start = "yesterday" }, "start"},
+		"bad pattern":   {func(c *Config) { c.Include = []string{"[x"} }, "include/exclude"},
+		"window":        {func(c *Config) { c.MaxInFlight = 0 }, "max_in_flight"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := ok
+			tc.mut(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want an error naming %q", err, tc.want)
+			}
+			if _, err := New(c, nil, nil); err == nil {
+				t.Fatal("New accepted a bad config")
+			}
+		})
+	}
+}
+
+func TestParseDDL(t *testing.T) {
+	cases := []struct{ stmt, verb, tables string }{
+		{"CREATE TABLE t (id INT)", "CREATE", "d.t"},
+		{"create table if not exists `x`.`y y` (id int)", "CREATE", "x.y y"},
+		{"ALTER TABLE t ADD COLUMN c INT", "ALTER", "d.t"},
+		{"ALTER TABLE t RENAME TO u", "ALTER", "d.t,d.u"},
+		{"DROP TABLE IF EXISTS `a`,b.c /* generated by server */", "DROP", "d.a,b.c"},
+		{"RENAME TABLE a TO b, c TO d", "RENAME", "d.a,d.b,d.c,d.d"},
+		{"TRUNCATE TABLE t", "TRUNCATE", "d.t"},
+		{"TRUNCATE t", "TRUNCATE", "d.t"},
+		{"CREATE INDEX i ON t (c)", "ALTER", "d.t"},
+		{"CREATE DATABASE x", "", ""},
+		{"CREATE VIEW v AS SELECT 1", "", ""},
+		{"GRANT ALL ON *.* TO x", "", ""},
+	}
+	for _, c := range cases {
+		verb, targets := parseDDL("d", c.stmt)
+		var names []string
+		for _, t := range targets {
+			names = append(names, t.db+"."+t.table)
+		}
+		if verb != c.verb || strings.Join(names, ",") != c.tables {
+			t.Errorf("parseDDL(%q) = %s %v, want %s %s", c.stmt, verb, names, c.verb, c.tables)
+		}
+	}
+}
+
+func rowEvents(events []*changeevent.Event) []*changeevent.Event {
+	var out []*changeevent.Event
+	for _, e := range events {
+		if e.Op != changeevent.OpDDL {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -1,0 +1,405 @@
+package capture
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/go-mysql-org/go-mysql/replication"
+	"go.uber.org/zap"
+
+	"github.com/music-coord/music/changeevent"
+)
+
+// skipReplicationFlag is LOG_EVENT_SKIP_REPLICATION_F: the event was written by a session
+// with @@skip_replication=1.
+const skipReplicationFlag = 0x8000
+
+// Version is the capture's version in every event's source block.
+const Version = "music-capture/1"
+
+// reader turns binlog events into batches, one source transaction at a time. It runs in
+// one goroutine and owns all of its state.
+type reader struct {
+	c      *Capturer
+	p      *pipeline
+	schema *schemaTracker
+
+	pos     Position // after the last complete transaction
+	file    string
+	logPos  uint32
+	tables  map[uint64]*tableSchema
+	noPK    map[string]bool
+	stopped map[string]error
+
+	txn  txnState
+	snap *snapshotState
+}
+
+type txnState struct {
+	active     bool
+	gtid       GTID
+	gtidStr    string
+	ts         uint32
+	skip       string // reason when the transaction is not published
+	standalone bool
+	buf        []*changeevent.Event
+	subjects   []string
+	count      int // events of the transaction so far
+	streamed   bool
+	tables     map[string]struct{}
+	touched    []snapTouch // keys of snapshotting tables changed by the transaction
+}
+
+func (r *reader) run(ctx context.Context, streamer *replication.BinlogStreamer) error {
+	events := make(chan *replication.BinlogEvent, 256)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := streamer.GetEvent(ctx)
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case ev := <-events:
+			if err := r.handle(ctx, ev); err != nil {
+				return err
+			}
+		case err := <-errc:
+			return classifyBinlogError(err, r.pos)
+		case req := <-r.c.snapReqs:
+			r.startSnapshot(ctx, req)
+		case ch := <-r.snapChunks():
+			if err := r.onChunk(ctx, ch); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error {
+	if ev.Header.LogPos > 0 {
+		r.logPos = ev.Header.LogPos
+	}
+	switch e := ev.Event.(type) {
+	case *replication.RotateEvent:
+		r.file = string(e.NextLogName)
+		r.logPos = uint32(e.Position)
+	case *replication.MariadbGTIDEvent:
+		return r.begin(ctx, ev, e)
+	case *replication.RowsEvent:
+		return r.rows(ctx, ev, e)
+	case *replication.XIDEvent:
+		return r.commit(ctx, ev)
+	case *replication.QueryEvent:
+		return r.query(ctx, ev, e)
+	case *replication.HeartbeatEvent:
+		if !r.txn.active {
+			r.c.m.LagMs.Set(0)
+		}
+		return r.flushSnapshot(ctx)
+	}
+	return nil
+}
+
+func (r *reader) begin(ctx context.Context, ev *replication.BinlogEvent, e *replication.MariadbGTIDEvent) error {
+	if r.txn.active {
+		// A transaction without its commit (the dump restarted): drop the partial one; its
+		// events are sent again with the same message ids.
+		r.c.log.Warn("transaction without commit dropped", zap.String("gtid", r.txn.gtidStr))
+	}
+	g := GTID{Domain: e.GTID.DomainID, Server: ev.Header.ServerID, Seq: e.GTID.SequenceNumber}
+	r.txn = txnState{active: true, gtid: g, gtidStr: g.String(), ts: ev.Header.Timestamp, standalone: e.IsStandalone(),
+		buf: r.txn.buf[:0], subjects: r.txn.subjects[:0], tables: r.txn.tables, touched: r.txn.touched[:0]}
+	if r.txn.tables == nil {
+		r.txn.tables = map[string]struct{}{}
+	}
+	clear(r.txn.tables)
+	switch {
+	case g.Domain != r.c.cfg.DomainID:
+		r.txn.skip = "other_domain"
+	case ev.Header.Flags&skipReplicationFlag != 0 && r.c.cfg.DropSkipReplication:
+		r.txn.skip = "skip_replication"
+	}
+	return nil
+}
+
+// table returns the decoder of a table-map event's table (nil if it is not captured).
+func (r *reader) table(ctx context.Context, tm *replication.TableMapEvent) *tableSchema {
+	if ts := r.tables[tm.TableID]; ts != nil && ts.db == string(tm.Schema) && ts.table == string(tm.Table) &&
+		len(ts.cols) == int(tm.ColumnCount) && string(ts.types) == string(tm.ColumnType) {
+		return ts
+	}
+	ts := newTableSchema(tm)
+	ts.types = append([]byte(nil), tm.ColumnType...)
+	ts.captured = r.c.filter.Match(ts.db, ts.table)
+	ts.subject = changeevent.Subject(r.c.cfg.Site, ts.db, ts.table)
+	if ts.captured {
+		ts.version, ts.declared = r.schema.version(ctx, ts.db, ts.table)
+		ts.columns = refine(ts.columns, ts.declared)
+		name := ts.db + "." + ts.table
+		if !ts.hasPK && !r.noPK[name] {
+			r.noPK[name] = true
+			r.c.m.NoPK.Set(float64(len(r.noPK)))
+			r.c.log.Warn("table without primary key: its events use all columns as key",
+				zap.String("db", ts.db), zap.String("table", ts.table))
+		}
+	}
+	r.tables[tm.TableID] = ts
+	return ts
+}
+
+func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *replication.RowsEvent) error {
+	if !r.txn.active || r.txn.skip != "" {
+		return nil
+	}
+	ts := r.table(ctx, e.Table)
+	if !ts.captured {
+		return nil
+	}
+	name := ts.db + "." + ts.table
+	if r.stopped[name] != nil {
+		return nil
+	}
+	if ts.err != nil {
+		r.stopTable(name, ts.err)
+		return nil
+	}
+	var op changeevent.Op
+	step := 1
+	switch ev.Header.EventType {
+	case replication.WRITE_ROWS_EVENTv0, replication.WRITE_ROWS_EVENTv1, replication.WRITE_ROWS_EVENTv2:
+		op = changeevent.OpCreate
+	case replication.UPDATE_ROWS_EVENTv0, replication.UPDATE_ROWS_EVENTv1, replication.UPDATE_ROWS_EVENTv2,
+		replication.PARTIAL_UPDATE_ROWS_EVENT:
+		op, step = changeevent.OpUpdate, 2
+	case replication.DELETE_ROWS_EVENTv0, replication.DELETE_ROWS_EVENTv1, replication.DELETE_ROWS_EVENTv2:
+		op = changeevent.OpDelete
+	default:
+		return nil
+	}
+	r.txn.tables[name] = struct{}{}
+	snapping := r.snap != nil && r.snap.db == ts.db && r.snap.table == ts.table
+	for i := 0; i+step <= len(e.Rows); i += step {
+		evt := &changeevent.Event{Op: op, Columns: ts.columns, SchemaVersion: ts.version}
+		first, err := ts.convertRow(e.Rows[i])
+		if err != nil {
+			r.stopTable(name, err)
+			return nil
+		}
+		switch op {
+		case changeevent.OpCreate:
+			evt.After, evt.Key = first, ts.key(first)
+		case changeevent.OpDelete:
+			evt.Before, evt.Key = first, ts.key(first)
+		case changeevent.OpUpdate:
+			after, err := ts.convertRow(e.Rows[i+1])
+			if err != nil {
+				r.stopTable(name, err)
+				return nil
+			}
+			evt.Before, evt.After, evt.Key = first, after, ts.key(after)
+			if snapping {
+				r.txn.touched = append(r.txn.touched, snapTouch{key: keyString(ts.key(first))})
+			}
+		}
+		if snapping {
+			r.txn.touched = append(r.txn.touched, snapTouch{key: keyString(evt.Key)})
+		}
+		r.source(evt, ts.db, ts.table, ev.Header.LogPos)
+		if err := r.add(ctx, evt, ts.subject); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *reader) source(evt *changeevent.Event, db, table string, pos uint32) {
+	evt.Source = changeevent.Source{Version: Version, Connector: "mariadb", Name: r.c.cfg.Site,
+		ServerID: r.txn.gtid.Server, GTID: r.txn.gtidStr, File: r.file, Pos: pos, Row: r.txn.count,
+		TsMs: int64(r.txn.ts) * 1000, DB: db, Table: table, Snapshot: "false"}
+	evt.TsMs = time.Now().UnixMilli()
+	evt.Transaction = changeevent.Transaction{ID: r.txn.gtidStr, Index: r.txn.count}
+}
+
+// add appends an event to the transaction; past MaxTxnBuffer the transaction streams:
+// everything but the newest event goes out with Total 0.
+func (r *reader) add(ctx context.Context, evt *changeevent.Event, subject string) error {
+	r.txn.count++
+	r.txn.buf = append(r.txn.buf, evt)
+	r.txn.subjects = append(r.txn.subjects, subject)
+	if len(r.txn.buf) <= r.c.cfg.MaxTxnBuffer {
+		return nil
+	}
+	if !r.txn.streamed {
+		r.txn.streamed = true
+		r.c.log.Info("large transaction: streaming it", zap.String("gtid", r.txn.gtidStr),
+			zap.Int("buffered", len(r.txn.buf)))
+	}
+	n := len(r.txn.buf) - 1
+	b := &batch{events: append([]*changeevent.Event(nil), r.txn.buf[:n]...), subjects: append([]string(nil), r.txn.subjects[:n]...)}
+	r.txn.buf = append(r.txn.buf[:0], r.txn.buf[n])
+	r.txn.subjects = append(r.txn.subjects[:0], r.txn.subjects[n])
+	return r.p.submit(ctx, b)
+}
+
+func (r *reader) stopTable(name string, err error) {
+	if r.stopped[name] != nil {
+		return
+	}
+	r.stopped[name] = err
+	r.c.m.StoppedTables.Set(float64(len(r.stopped)))
+	r.c.m.Errors.WithLabelValues("table").Inc()
+	r.c.setTableError(name, err)
+	r.c.log.Error("table stopped", zap.String("table", name), zap.Error(err))
+}
+
+// commit ends the transaction: its events go out with their row count, and the batch
+// carries the position after it for the checkpoint.
+func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error {
+	if !r.txn.active {
+		return nil
+	}
+	r.txn.active = false
+	if r.txn.gtid.Domain == r.c.cfg.DomainID {
+		r.pos[r.txn.gtid.Domain] = r.txn.gtid
+	}
+	b := &batch{endPos: &resumePoint{Pos: r.pos.Clone(), File: r.file, Offset: r.logPos}, txns: 1}
+	if n := len(r.txn.buf); n > 0 {
+		total := r.txn.count
+		for _, e := range r.txn.buf {
+			if !r.txn.streamed {
+				e.Transaction.Total = total
+			}
+		}
+		last := r.txn.buf[n-1]
+		last.Transaction.Total, last.Transaction.Last = total, true
+		b.events = append([]*changeevent.Event(nil), r.txn.buf...)
+		b.subjects = append([]string(nil), r.txn.subjects...)
+	} else {
+		b.txns = 0
+		reason := r.txn.skip
+		if reason == "" {
+			reason = "filtered"
+		}
+		r.c.m.Skipped.WithLabelValues(reason).Inc()
+	}
+	lag := time.Now().UnixMilli() - int64(ev.Header.Timestamp)*1000
+	if lag < 0 {
+		lag = 0
+	}
+	r.c.m.LagMs.Set(float64(lag))
+	for name := range r.txn.tables {
+		db, table, _ := strings.Cut(name, ".")
+		r.c.m.TableLagMs.WithLabelValues(db, table).Set(float64(lag))
+	}
+	r.noteTouched()
+	if err := r.p.submit(ctx, b); err != nil {
+		return err
+	}
+	return r.flushSnapshot(ctx)
+}
+
+func (r *reader) query(ctx context.Context, ev *replication.BinlogEvent, e *replication.QueryEvent) error {
+	q := strings.TrimSpace(string(e.Query))
+	switch strings.ToUpper(q) {
+	case "BEGIN":
+		return nil
+	case "COMMIT":
+		return r.commit(ctx, ev)
+	case "ROLLBACK":
+		r.txn.active = false
+		return nil
+	}
+	if !r.txn.active {
+		return nil
+	}
+	if !r.txn.standalone {
+		return nil // a statement inside a row-based transaction (e.g. SAVEPOINT)
+	}
+	if err := r.ddl(ctx, string(e.Schema), q); err != nil {
+		return err
+	}
+	return r.commit(ctx, ev)
+}
+
+// ddl records a schema change in the history and publishes it on the table's subject.
+func (r *reader) ddl(ctx context.Context, schema, stmt string) error {
+	verb, targets := parseDDL(schema, stmt)
+	if verb == "" {
+		return nil
+	}
+	clear(r.tables) // table ids and versions change with DDL
+	for _, t := range targets {
+		if t.db == "" || !r.c.filter.Match(t.db, t.table) {
+			continue
+		}
+		if err := r.schema.onDDL(ctx, r.txn.gtid, t.db, t.table, stmt); err != nil {
+			return err
+		}
+		if r.txn.skip != "" {
+			continue
+		}
+		if name := t.db + "." + t.table; r.stopped[name] != nil && (verb == "CREATE" || verb == "TRUNCATE" || verb == "DROP") {
+			// A table recreated or emptied starts afresh (resnapshot it if it had rows).
+			delete(r.stopped, name)
+			r.c.setTableError(name, nil)
+			r.c.m.StoppedTables.Set(float64(len(r.stopped)))
+		}
+		_, declared := r.schema.version(ctx, t.db, t.table)
+		evt := &changeevent.Event{Op: changeevent.OpDDL, DDL: &changeevent.DDL{Statement: stmt, Kind: verb},
+			SchemaVersion: r.txn.gtidStr, Columns: declared}
+		r.source(evt, t.db, t.table, r.logPos)
+		if err := r.add(ctx, evt, changeevent.Subject(r.c.cfg.Site, t.db, t.table)); err != nil {
+			return err
+		}
+		r.c.log.Info("schema change", zap.String("gtid", r.txn.gtidStr), zap.String("db", t.db),
+			zap.String("table", t.table), zap.String("kind", verb))
+	}
+	return nil
+}
+
+// PurgedError says the server cannot stream from the checkpoint's position (MariaDB error
+// 1236): its binlog was purged, or the position is not this server's. Capture cannot
+// continue without losing changes: the tables must be resnapshotted.
+type PurgedError struct {
+	Position string
+	Err      error
+}
+
+func (e *PurgedError) Error() string {
+	return fmt.Sprintf("capture: the server cannot stream from position %q: its binlog was purged or the position "+
+		"is not this server's (%v); to resnapshot: stop capture, delete the checkpoint "+
+		"(nats kv del <state_bucket> checkpoint) and start it again with --start current --initial-snapshot "+
+		"(or run `music capture --snapshot db.table` for each captured table)", e.Position, e.Err)
+}
+
+func (e *PurgedError) Unwrap() error { return e.Err }
+
+func classifyBinlogError(err error, pos Position) error {
+	var me *mysql.MyError
+	if errors.As(err, &me) && me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG ||
+		err != nil && strings.Contains(err.Error(), "ERROR 1236") {
+		return &PurgedError{Position: pos.String(), Err: err}
+	}
+	return err
+}
+
+func keyString(k changeevent.Row) string {
+	data, _ := json.Marshal(k)
+	return string(data)
+}

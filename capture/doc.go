@@ -1,0 +1,102 @@
+// Package capture tails one site's MariaDB binlog (go-mysql, MariaDB flavour, GTID
+// positioning) and publishes every committed row change and schema change of the site's
+// own GTID domain as a changeevent.Event to the site's JetStream stream, exactly once in
+// effect, checkpointing only what JetStream acknowledged.
+//
+// # Pipeline
+//
+// One binlog session (BinlogSyncer.StartSyncGTID with the tailer's own server_id, default
+// 1000000+domain_id) feeds a reader goroutine that assembles source transactions into
+// events; encoder goroutines turn them into JSON in parallel; a publisher sends them in
+// binlog order with PublishMsgAsync, at most Config.MaxInFlight unacknowledged; an acker
+// waits for the acknowledgements in order and advances the acknowledged position after
+// each complete transaction; a checkpointer stores that position in the state bucket every
+// Config.CheckpointInterval and when the session ends. Any error ends the session; Run
+// starts a new one from the acknowledged position after an exponential backoff (100ms
+// doubling to Config.MaxBackoff). A purged binlog position is fatal: *PurgedError says how
+// to resnapshot.
+//
+// # Names (what apply needs)
+//
+//	stream        Config.Stream, default changeevent.StreamName(site) = MUSIC_CDC_<SITE>,
+//	              subjects changeevent.SiteSubjects(site) = music.cdc.<site>.>, file storage,
+//	              limits retention, duplicate window Config.DuplicateWindow (default 24h)
+//	subject       changeevent.Subject(site, db, table); DDL goes to its table's subject
+//	message id    changeevent.MsgID(site, gtid, row) (Nats-Msg-Id); snapshot rows use
+//	              <site>:snapshot:<db>.<table>:<start ms>:<row>
+//	key           Event.Key: the primary key columns (all columns for a table without
+//	              one), from After for c/u/r and from Before for d; an update that
+//	              changes the key has the old key in Before
+//	state bucket  Config.StateBucket, default MUSIC_CAPTURE_<SITE> (JetStream KV):
+//	              "checkpoint" (Checkpoint JSON) and "schema.<base64url(db.table)>"
+//	              (SchemaHistory JSON) and "initial_snapshot"
+//	command       music capture --site a --domain-id 1 --dsn 'root@tcp(host:3306)/'
+//	              --nats-url nats://... [--include 'db.*'] [--initial-snapshot]
+//	              [--snapshot db.table] (or --config capture.yaml with the yaml keys
+//	              of Config plus metrics_addr and log); /metrics and /healthz on
+//	              --metrics-addr
+//
+// # Guarantees and their limits
+//
+//   - Checkpoint: the position (own domain's last GTID) up to which JetStream acknowledged
+//     every event; restart resumes exactly there, and the re-published events carry the
+//     same message ids, so the stream's duplicate window drops them. A restart after a
+//     longer outage than the window can duplicate events; apply is idempotent per row.
+//     Row indexes (and so message ids) depend on the include/exclude filters: change them
+//     only with a fresh stream or accept duplicates.
+//   - Durability of an acknowledgement is JetStream's: a single NATS server fsyncs its file
+//     store every 2 minutes by default, so a power loss (not a process crash) can lose
+//     acknowledged events. Run the stream with Config.Replicas 3 on a cluster, or start the
+//     server with sync_always (`music nats --sync-always`), where this matters.
+//   - Order: events are published in binlog order on one connection, so per table (and per
+//     row) order holds. A publish error restarts the session from the checkpoint.
+//   - Transactions: Transaction.ID is the GTID, Index the event's place, Total the event
+//     count. Up to Config.MaxTxnBuffer (10,000) events a transaction is buffered and every
+//     event carries Total; a bigger one streams with bounded memory: its events carry
+//     Total 0 and the last one carries Last=true and the final Total. Only published events
+//     count (filtered tables are not in Total).
+//   - Positions: the checkpoint also stores the binlog file offset of the same point. When
+//     MariaDB refuses the GTID position although the binlog is there (error 1236 "not in
+//     the master's binlog", which happens when this site's domain got out-of-order
+//     sequence numbers, e.g. from a replay into the site with the site's own domain),
+//     capture logs it, counts music_capture_errors_total{kind="gtid_position"} and resumes
+//     by file offset for the rest of the process's life. Only if that fails too is the
+//     position treated as purged.
+//   - Loops: only transactions of Config.DomainID are published (apply replays other sites'
+//     changes with the origin's gtid_domain_id); transactions written with
+//     @@skip_replication=1 are dropped too unless DropSkipReplication is false. Only the
+//     own domain is positioned in the dump and the checkpoint.
+//   - Values: decoded with the binlog's own table map (binlog_row_metadata=FULL gives names,
+//     signedness, charsets, ENUM/SET labels, primary key), so an event always decodes with
+//     the schema it was written with, also when old binlog is replayed. Kinds follow the
+//     changeevent package doc. Time zone rule: TIMESTAMP is published in UTC (the binlog
+//     keeps epoch seconds), DATETIME as the stored wall clock; fractional seconds carry the
+//     column's declared digits. BINARY(n) is padded back to n bytes. Generated columns are
+//     published as MariaDB logs them. Text must be valid UTF-8 (utf8/utf8mb4/ascii
+//     columns); anything capture cannot represent exactly (e.g. latin1 text with bytes
+//     above 0x7F) stops that table: no more events of it, an *UnrepresentableError naming
+//     table and column in the log, TableErrors, /healthz and music_capture_stopped_tables.
+//     Other tables go on. A restart of capture, or a CREATE/TRUNCATE/DROP of the table,
+//     resumes it; then resnapshot it (music capture --snapshot db.table) for the rows
+//     changed while it was stopped.
+//   - Schema history: each DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE; CREATE/DROP INDEX as
+//     ALTER) of a captured table is stored under its GTID with information_schema's columns as read when capture
+//     processed it, and published as an OpDDL event on its table's subject. SchemaVersion
+//     of a row event is the GTID of the table's last DDL at that point of the binlog ("" for
+//     a table with no DDL seen). information_schema only refines SQL types (and tells JSON
+//     from LONGTEXT); when it does not match the binlog's columns the binlog's types are
+//     used. Database-level DDL is not published.
+//   - Tables without primary key are published with all columns as Key, logged once as a
+//     warning and counted by music_capture_tables_without_pk.
+//   - Snapshot: see Capturer.Snapshot (consistent, lock-free, chunked, no gap). A snapshot
+//     interrupted by a restart is not resumed: run it again.
+//
+// # Metrics
+//
+// music_capture_events_total{op}, _bytes_total, _transactions_total,
+// _skipped_transactions_total{reason}, _lag_ms (0 when idle thanks to MariaDB heartbeats),
+// _table_lag_ms{db,table}, _checkpoint_info{position}, _checkpoint_timestamp_seconds,
+// _errors_total{kind}, _reconnects_total, _in_flight_events, _tables_without_pk,
+// _stopped_tables, _snapshot_rows{db,table,state}, _snapshot_rows_per_second,
+// _snapshot_eta_seconds. HealthHandler serves /healthz.
+package capture
