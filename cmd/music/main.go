@@ -14,7 +14,6 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"apply":   {"replay other sites' change streams into the local MariaDB and the MUSIC store", runApply},
 	"capture": {"tail a site's MariaDB binlog into its JetStream stream", runCapture},
 	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
 	"server":  {"serve the MUSIC v2 REST API (Cassandra store, ZooKeeper locks)", runServer},
