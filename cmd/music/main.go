@@ -14,8 +14,10 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
+	"apply":   {"replay other sites' change streams into the local MariaDB and the MUSIC store", runApply},
 	"capture": {"tail a site's MariaDB binlog into its JetStream stream", runCapture},
 	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
+	"status":  {"show every site's apply lag, pending changes and last error, and the change streams", runStatus},
 	"server":  {"serve the MUSIC v2 REST API (Cassandra store, ZooKeeper locks)", runServer},
 	"version": {"print the version", runVersion},
 }

@@ -1,0 +1,242 @@
+package cassandra
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/gocql/gocql"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/music-coord/music/apply"
+	"github.com/music-coord/music/changeevent"
+)
+
+// Config configures the sink.
+type Config struct {
+	Keyspace    string      `yaml:"keyspace"`
+	Replication Replication `yaml:"replication"` // used by EnsureKeyspace
+	Concurrency int         `yaml:"concurrency"` // concurrent writes per transaction; default 32
+}
+
+// Sink writes transactions into the MUSIC store. It is safe for concurrent use.
+type Sink struct {
+	session  *gocql.Session
+	keyspace string // raw name
+	ks       string // quoted
+	conc     int
+	log      *zap.Logger
+
+	mu     sync.Mutex
+	tables map[string]*table // by db.table
+}
+
+var _ apply.Sink = (*Sink)(nil)
+
+// EnsureKeyspace creates the keyspace with its replication if it does not exist.
+func EnsureKeyspace(ctx context.Context, session *gocql.Session, cfg Config) error {
+	ks, err := quote(cfg.Keyspace, 48)
+	if err != nil {
+		return fmt.Errorf("cassandra: keyspace: %w", err)
+	}
+	repl, err := cfg.Replication.CQL()
+	if err != nil {
+		return err
+	}
+	if err := session.Query("CREATE KEYSPACE IF NOT EXISTS " + ks + " WITH replication = " + repl).WithContext(ctx).Exec(); err != nil {
+		return fmt.Errorf("cassandra: create keyspace %s: %w", ks, err)
+	}
+	return nil
+}
+
+// New returns a sink writing into cfg.Keyspace, which must exist (see EnsureKeyspace); it
+// creates the registry table music_tables there.
+func New(ctx context.Context, session *gocql.Session, cfg Config, log *zap.Logger) (*Sink, error) {
+	ks, err := quote(cfg.Keyspace, 48)
+	if err != nil {
+		return nil, fmt.Errorf("cassandra: keyspace: %w", err)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	s := &Sink{session: session, keyspace: cfg.Keyspace, ks: ks, conc: cfg.Concurrency,
+		log: log.With(zap.String("sink", "cassandra")), tables: map[string]*table{}}
+	stmt := "CREATE TABLE IF NOT EXISTS " + ks + ".music_tables (cql_table text PRIMARY KEY, db text, tbl text, columns text)"
+	if err := session.Query(stmt).WithContext(ctx).Exec(); err != nil {
+		return nil, fmt.Errorf("cassandra: create music_tables: %w", err)
+	}
+	return s, nil
+}
+
+// Name is "cassandra".
+func (s *Sink) Name() string { return "cassandra" }
+
+// Apply writes the last change of every row of tx with tx's write timestamp.
+func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
+	wt, err := tx.Version.WriteTimestamp()
+	if err != nil {
+		return apply.Result{}, err
+	}
+	if tx.IsDDL() {
+		return s.applyDDL(ctx, tx)
+	}
+	final, err := lastChanges(tx)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.conc)
+	for _, c := range final {
+		t, err := s.ensureTable(gctx, c.Event.Source.DB, c.Event.Source.Table, c.Event.Columns)
+		if err != nil {
+			_ = g.Wait()
+			return apply.Result{}, err
+		}
+		stmt, args, err := statement(t, tx, c)
+		if err != nil {
+			_ = g.Wait()
+			return apply.Result{}, err
+		}
+		g.Go(func() error {
+			return s.session.Query(stmt, args...).WithTimestamp(wt).WithContext(gctx).Exec()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return apply.Result{}, fmt.Errorf("cassandra: apply %s from %s: %w", tx.ID, tx.Origin, err)
+	}
+	return apply.Result{Applied: len(final)}, nil
+}
+
+// lastChanges returns each row's last change in tx, in order of first appearance.
+func lastChanges(tx *apply.Txn) ([]apply.RowChange, error) {
+	idx := map[string]int{}
+	var out []apply.RowChange
+	for _, e := range tx.Events {
+		cs, err := apply.Changes(e)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range cs {
+			k := apply.TableKey(e) + "\x00" + c.Key
+			if i, ok := idx[k]; ok {
+				out[i] = c
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// statement builds the INSERT of an image or the DELETE of a key.
+func statement(t *table, tx *apply.Txn, c apply.RowChange) (string, []any, error) {
+	e := c.Event
+	kinds := map[string]changeevent.Kind{}
+	for _, col := range e.Columns {
+		kinds[col.Name] = col.Kind
+	}
+	if c.Image == nil {
+		var where []string
+		var args []any
+		for _, col := range apply.PKColumns(e.Columns) {
+			v, err := cqlValue(col.Kind, e.Before[col.Name])
+			if err != nil {
+				return "", nil, err
+			}
+			where = append(where, `"`+col.Name+`"=?`)
+			args = append(args, v)
+		}
+		return "DELETE FROM " + t.name + " WHERE " + strings.Join(where, " AND "), args, nil
+	}
+	var names, marks []string
+	var args []any
+	for _, col := range e.Columns {
+		raw, ok := c.Image[col.Name]
+		if !ok {
+			continue
+		}
+		v, err := cqlValue(col.Kind, raw)
+		if err != nil {
+			return "", nil, err
+		}
+		names = append(names, `"`+col.Name+`"`)
+		marks = append(marks, "?")
+		args = append(args, v)
+	}
+	names = append(names, "music_origin", "music_gtid", "music_version")
+	marks = append(marks, "?", "?", "?")
+	wt, _ := tx.Version.WriteTimestamp()
+	args = append(args, tx.Origin, tx.ID, wt)
+	return "INSERT INTO " + t.name + " (" + strings.Join(names, ",") + ") VALUES (" + strings.Join(marks, ",") + ")", args, nil
+}
+
+var (
+	dropTableRE     = regexp.MustCompile(`(?is)^\s*DROP\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?[` + "`" + `"]?(\w+)[` + "`" + `"]?\s*;?\s*$`)
+	truncateTableRE = regexp.MustCompile(`(?is)^\s*TRUNCATE\s+(?:TABLE\s+)?[` + "`" + `"]?(\w+)[` + "`" + `"]?\s*;?\s*$`)
+)
+
+// applyDDL reflects a schema change: columns carried by a CREATE or ALTER are created or
+// added, a single-table DROP TABLE or TRUNCATE is mirrored, anything else that would need
+// the store to change is refused.
+func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
+	e := tx.Events[0]
+	db, tbl, stmt := e.Source.DB, e.Source.Table, e.DDL.Statement
+	refuse := func(why string) (apply.Result, error) {
+		return apply.Result{}, fmt.Errorf("%w: ddl %s from %s not mirrored in the MUSIC store (%s): %q", apply.ErrRefused, tx.ID, tx.Origin, why, stmt)
+	}
+	switch strings.ToUpper(e.DDL.Kind) {
+	case "CREATE", "ALTER":
+		if len(e.Columns) > 0 && tbl != "" {
+			if _, err := s.ensureTable(ctx, db, tbl, e.Columns); err != nil {
+				return apply.Result{}, err
+			}
+		}
+		return apply.Result{Applied: 1}, nil // otherwise created or altered from the next row events
+	case "DROP":
+		if m := dropTableRE.FindStringSubmatch(stmt); m != nil && m[1] == tbl {
+			return s.dropOrTruncate(ctx, "DROP TABLE IF EXISTS", db, tbl)
+		}
+		if regexp.MustCompile(`(?is)^\s*DROP\s+(INDEX|TRIGGER|VIEW|PROCEDURE|FUNCTION)\b`).MatchString(stmt) {
+			return apply.Result{Applied: 1}, nil // nothing in the store
+		}
+		return refuse("only a single-table DROP TABLE is mirrored")
+	case "TRUNCATE":
+		if m := truncateTableRE.FindStringSubmatch(stmt); m != nil && m[1] == tbl {
+			return s.dropOrTruncate(ctx, "TRUNCATE", db, tbl)
+		}
+		return refuse("unrecognised TRUNCATE")
+	}
+	return refuse("kind " + e.DDL.Kind)
+}
+
+func (s *Sink) dropOrTruncate(ctx context.Context, verb, db, tbl string) (apply.Result, error) {
+	name, err := quote(TableName(db, tbl), 48)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	if verb == "TRUNCATE" {
+		var n int
+		if err := s.session.Query("SELECT COUNT(*) FROM system_schema.tables WHERE keyspace_name=? AND table_name=?",
+			s.keyspace, TableName(db, tbl)).WithContext(ctx).Scan(&n); err != nil {
+			return apply.Result{}, fmt.Errorf("cassandra: %w", err)
+		}
+		if n == 0 {
+			return apply.Result{Applied: 1}, nil
+		}
+	}
+	if err := s.session.Query(verb + " " + s.ks + "." + name).WithContext(ctx).Exec(); err != nil {
+		return apply.Result{}, fmt.Errorf("cassandra: %s %s: %w", verb, name, err)
+	}
+	s.mu.Lock()
+	delete(s.tables, db+"."+tbl)
+	s.mu.Unlock()
+	if verb != "TRUNCATE" {
+		_ = s.session.Query("DELETE FROM "+s.ks+".music_tables WHERE cql_table=?", TableName(db, tbl)).WithContext(ctx).Exec()
+	}
+	s.log.Info("music store table changed by ddl", zap.String("statement", verb), zap.String("table", name))
+	return apply.Result{Applied: 1}, nil
+}

@@ -1,0 +1,128 @@
+package mariadb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/music-coord/music/apply"
+)
+
+// ddlKinds are the statement verbs the sink replays.
+var ddlKinds = map[string]bool{"CREATE": true, "ALTER": true, "DROP": true, "RENAME": true, "TRUNCATE": true}
+
+// alreadyDone are server errors that mean a re-run DDL finds its effect already there:
+// database/table exists or is unknown, duplicate column/key, cannot drop a missing one.
+var alreadyDone = map[uint16]bool{1007: true, 1008: true, 1050: true, 1051: true, 1060: true, 1061: true, 1091: true}
+
+// applyDDL runs a schema change with the origin's GTID, once.
+func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
+	e := tx.Events[0]
+	if tx.Own {
+		return apply.Result{Duplicates: 1}, nil // it ran here already (running it again could TRUNCATE later rows)
+	}
+	kind := strings.ToUpper(strings.TrimSpace(e.DDL.Kind))
+	if !ddlKinds[kind] {
+		return apply.Result{}, fmt.Errorf("%w: ddl %s from %s: kind %q is not replayed: %q", apply.ErrRefused,
+			tx.ID, tx.Origin, e.DDL.Kind, e.DDL.Statement)
+	}
+	var done int
+	err := s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM "+s.meta+".ddl_applied WHERE origin=? AND gtid=?",
+		tx.Origin, tx.ID).Scan(&done)
+	if err != nil {
+		return apply.Result{}, fmt.Errorf("mariadb: read ddl_applied: %w", err)
+	}
+	if done > 0 {
+		return apply.Result{Duplicates: 1}, nil
+	}
+	outcome, err := s.runDDL(ctx, tx, true)
+	if errNumber(err) == errGTIDOutOfOrder {
+		outcome, err = s.runDDL(ctx, tx, false)
+	}
+	if err != nil {
+		return apply.Result{}, err
+	}
+	s.log.Info("ddl replayed", zap.String("origin", tx.Origin), zap.String("gtid", tx.ID),
+		zap.String("db", e.Source.DB), zap.String("statement", e.DDL.Statement), zap.String("outcome", outcome))
+	return apply.Result{Applied: 1}, nil
+}
+
+func (s *Sink) runDDL(ctx context.Context, tx *apply.Txn, useSeq bool) (string, error) {
+	e := tx.Events[0]
+	conn, err := s.session(ctx, tx, useSeq)
+	if err != nil {
+		return "", fmt.Errorf("mariadb: ddl session: %w", err)
+	}
+	defer conn.Close()
+	if e.Source.DB != "" {
+		db, err := quote(e.Source.DB)
+		if err != nil {
+			return "", err
+		}
+		if err := s.use(ctx, conn, db, e.DDL.Statement); err != nil {
+			return "", err
+		}
+	}
+	outcome := "applied"
+	if _, err := conn.ExecContext(ctx, e.DDL.Statement); err != nil {
+		n := errNumber(err)
+		switch {
+		case n == errGTIDOutOfOrder:
+			return "", err
+		case alreadyDone[n]:
+			outcome = "already in effect: " + err.Error()
+		default:
+			// Retried by the worker (its status shows the error) until an operator fixes
+			// the cause: later changes of the origin depend on this schema.
+			return "", fmt.Errorf("mariadb: ddl %s from %s failed: %w: %q", tx.ID, tx.Origin, err, e.DDL.Statement)
+		}
+	}
+	return outcome, s.markDDL(ctx, conn, tx, outcome)
+}
+
+var createDatabaseRE = regexp.MustCompile(`(?is)^\s*CREATE\s+(DATABASE|SCHEMA)\b`)
+
+// use makes db the session's database. A database missing here (capture does not publish
+// CREATE DATABASE when filtering by table) is created first, outside the binlog, unless
+// the statement is itself the CREATE DATABASE.
+func (s *Sink) use(ctx context.Context, conn *sql.Conn, db, stmt string) error {
+	_, err := conn.ExecContext(ctx, "USE "+db)
+	if errNumber(err) != 1049 {
+		if err != nil {
+			return fmt.Errorf("mariadb: ddl use %s: %w", db, err)
+		}
+		return nil
+	}
+	if createDatabaseRE.MatchString(stmt) {
+		return nil
+	}
+	for _, q := range []string{"SET SESSION sql_log_bin=0", "CREATE DATABASE IF NOT EXISTS " + db, "SET SESSION sql_log_bin=1", "USE " + db} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("mariadb: create missing database %s: %w", db, err)
+		}
+	}
+	s.log.Info("created missing database for a replayed ddl", zap.String("db", db))
+	return nil
+}
+
+// markDDL records the DDL as applied, outside the binlog.
+func (s *Sink) markDDL(ctx context.Context, conn *sql.Conn, tx *apply.Txn, outcome string) error {
+	if len(outcome) > 255 {
+		outcome = outcome[:255]
+	}
+	_, err := conn.ExecContext(ctx, "SET SESSION sql_log_bin=0")
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "INSERT IGNORE INTO "+s.meta+".ddl_applied (origin,gtid,statement,outcome) VALUES (?,?,?,?)",
+			tx.Origin, tx.ID, tx.Events[0].DDL.Statement, outcome)
+	}
+	_, err2 := conn.ExecContext(ctx, "SET SESSION sql_log_bin=1")
+	if err = errors.Join(err, err2); err != nil {
+		return fmt.Errorf("mariadb: record ddl %s: %w", tx.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,298 @@
+package mariadb
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/music-coord/music/apply"
+	"github.com/music-coord/music/changeevent"
+)
+
+// applyOwn handles a transaction of this site read back from its own stream. Its rows are
+// already here, written by the application, but the conflict rule has not seen them:
+//
+//   - a row no change from elsewhere ever touched: record the version, write nothing;
+//   - an older version than the row's winner: the local write lost. If it was committed
+//     before the winner was applied here (its GTID sequence is at most the recorded local
+//     position), the winner already overwrote it; otherwise the row keeps the loser here
+//     until a resync (counted as a conflict and logged);
+//   - a newer version: if a change from elsewhere was applied after this write (sequence
+//     at most the recorded position) and the row still holds exactly what that change
+//     wrote (same hash), that change overwrote this newer local write: write the local
+//     image back. Otherwise the row holds this or a later local write: record only.
+//
+// The transaction runs with skip_replication=1 in the local domain, so capture drops it.
+func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, current map[metaKey]stored) (apply.Result, error) {
+	var res apply.Result
+	seq := t.GTID.Seq
+	recs := map[metaKey]record{}
+	candidates := map[metaKey]bool{}
+	for _, k := range p.keys {
+		st := current[k]
+		if !st.absent && st.repair && seq <= st.localPos && p.ver[k].v.Compare(st.version) > 0 {
+			candidates[k] = true
+		}
+	}
+	now, err := s.rowHashes(ctx, tx, p, candidates)
+	if err != nil {
+		return res, err
+	}
+	rewrite := map[metaKey]bool{}
+	restore := map[metaKey]stored{}
+	for _, k := range p.keys {
+		st, in := current[k], p.ver[k]
+		switch c := in.v.Compare(st.version); {
+		case st.absent:
+			recs[k] = record{}
+		case c == 0:
+			res.Duplicates++
+		case c < 0:
+			res.Conflicts++
+			s.log.Warn("conflict: local write older than the row's winner",
+				zap.String("db", k.db), zap.String("table", k.table), zap.String("key", p.text[k]),
+				zap.String("gtid", in.gtid), zap.Stringer("version", in.v), zap.Bool("restore_winner", seq > st.localPos),
+				zap.String("winner_origin", st.origin), zap.String("winner_gtid", st.gtid), zap.Stringer("winner_version", st.version))
+			if seq > st.localPos { // written after the winner was applied: put the winner back
+				restore[k] = st
+			}
+		case candidates[k] && bytes.Equal(now[k], st.rowHash):
+			rewrite[k] = true
+		default:
+			recs[k] = record{localPos: st.localPos, rowHash: st.rowHash, repair: st.repair && seq <= st.localPos}
+		}
+	}
+	if len(rewrite) > 0 {
+		n, err := s.writeRows(ctx, tx, p, rewrite)
+		if err != nil {
+			return res, err
+		}
+		res.Applied = n
+		after, err := s.rowHashes(ctx, tx, p, rewrite)
+		if err != nil {
+			return res, err
+		}
+		for k := range rewrite {
+			recs[k] = record{localPos: current[k].localPos, rowHash: after[k], repair: true}
+			s.log.Info("local write restored over an older change applied after it",
+				zap.String("db", k.db), zap.String("table", k.table), zap.String("key", p.text[k]), zap.String("gtid", t.ID))
+		}
+	}
+	if len(restore) > 0 {
+		if err := s.restoreWinners(ctx, tx, p, restore, recs); err != nil {
+			return res, err
+		}
+	}
+	return res, s.writeVersions(ctx, tx, p, recs)
+}
+
+// restoreWinners writes back the winning change of rows a newer-in-time but losing local
+// write overwrote (one-second binlog times make this common: a later local write in the
+// same second as a winner from a higher domain). The rows then count as overwritten by a
+// non-own change again.
+func (s *Sink) restoreWinners(ctx context.Context, tx *sql.Tx, p *plan, restore map[metaKey]stored, recs map[metaKey]record) error {
+	var changes []apply.RowChange
+	keys := map[metaKey]bool{}
+	for _, k := range p.keys {
+		st, ok := restore[k]
+		if !ok {
+			continue
+		}
+		if st.winner == nil {
+			s.log.Warn("cannot restore the winner: not recorded; resync the table", zap.String("db", k.db),
+				zap.String("table", k.table), zap.String("key", p.text[k]))
+			continue
+		}
+		c, err := decodeWinner(st.winner)
+		if err != nil {
+			return fmt.Errorf("decode recorded winner of %s.%s %s: %w", k.db, k.table, p.text[k], err)
+		}
+		changes = append(changes, c)
+		keys[k] = true
+	}
+	if _, err := s.writeChanges(ctx, tx, changes); err != nil {
+		return err
+	}
+	pos, hashes, err := s.posAndHashes(ctx, tx, p, keys)
+	if err != nil {
+		return err
+	}
+	for k := range keys {
+		st := restore[k]
+		p.ver[k] = version{st.version, st.origin, st.gtid} // the winner stays recorded
+		p.deleted[k] = st.winnerDeleted()
+		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: st.winner}
+	}
+	return nil
+}
+
+func (st stored) winnerDeleted() bool {
+	c, err := decodeWinner(st.winner)
+	return err == nil && c.Image == nil
+}
+
+// winner is the compact record of a non-own change of one row, enough to write it again.
+type winner struct {
+	Op   changeevent.Op  `json:"o"` // "r" (write Row) or "d" (delete the key in Row)
+	DB   string          `json:"d"`
+	T    string          `json:"t"`
+	Cols []winnerColumn  `json:"c"`
+	Row  changeevent.Row `json:"r"`
+}
+
+type winnerColumn struct {
+	N  string           `json:"n"`
+	K  changeevent.Kind `json:"k"`
+	PK bool             `json:"p,omitempty"`
+}
+
+// winnerJSON records a non-own change of one row: the image it wrote, or the key it deleted.
+func winnerJSON(c apply.RowChange) ([]byte, error) {
+	e := c.Event
+	w := winner{Op: changeevent.OpRead, DB: e.Source.DB, T: e.Source.Table, Row: c.Image}
+	cols := e.Columns
+	if c.Image == nil {
+		w.Op, w.Row, cols = changeevent.OpDelete, changeevent.Row{}, apply.PKColumns(e.Columns)
+		for _, col := range cols {
+			w.Row[col.Name] = e.Before[col.Name]
+		}
+	}
+	for _, col := range cols {
+		w.Cols = append(w.Cols, winnerColumn{N: col.Name, K: col.Kind, PK: col.PK})
+	}
+	return json.Marshal(w)
+}
+
+// decodeWinner turns a recorded winner back into a row change with exact values.
+func decodeWinner(data []byte) (apply.RowChange, error) {
+	var w winner
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&w); err != nil {
+		return apply.RowChange{}, err
+	}
+	e := &changeevent.Event{Op: w.Op, Source: changeevent.Source{DB: w.DB, Table: w.T}}
+	for _, c := range w.Cols {
+		e.Columns = append(e.Columns, changeevent.Column{Name: c.N, Kind: c.K, PK: c.PK})
+		v, err := changeevent.FromJSON(c.K, w.Row[c.N])
+		if err != nil {
+			return apply.RowChange{}, fmt.Errorf("column %s: %w", c.N, err)
+		}
+		w.Row[c.N] = v
+	}
+	c := apply.RowChange{Event: e}
+	if w.Op == changeevent.OpDelete {
+		e.Before = w.Row
+	} else {
+		e.After, c.Image = w.Row, w.Row
+	}
+	return c, nil
+}
+
+// posAndHashes returns the local domain's highest sequence number in @@gtid_binlog_pos
+// and rowHashes, in one round trip.
+func (s *Sink) posAndHashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (uint64, map[metaKey][]byte, error) {
+	var pos uint64
+	hashes, err := s.hashes(ctx, tx, p, keys, func(v []byte) { pos = s.parsePos(string(v)) })
+	return pos, hashes, err
+}
+
+func (s *Sink) parsePos(pos string) uint64 {
+	var max uint64
+	for _, g := range strings.Split(pos, ",") {
+		gt, err := apply.ParseGTID(strings.TrimSpace(g))
+		if err == nil && gt.Domain == s.domain && gt.Seq > max {
+			max = gt.Seq
+		}
+	}
+	return max
+}
+
+// rowHashes returns the MD5 of the current row of each key (no entry when the row does not
+// exist), over the columns of the key's last change, computed by the server so that it is
+// comparable across calls. Keys are looked up in one UNION ALL query per chunk.
+func (s *Sink) rowHashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (map[metaKey][]byte, error) {
+	return s.hashes(ctx, tx, p, keys, nil)
+}
+
+// hashes is rowHashes; with pos, the first query also reads @@gtid_binlog_pos for it.
+func (s *Sink) hashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool, pos func([]byte)) (map[metaKey][]byte, error) {
+	out := map[metaKey][]byte{}
+	var list []metaKey
+	for _, k := range p.keys {
+		if keys[k] {
+			list = append(list, k)
+		}
+	}
+	for start := 0; start < len(list) || (start == 0 && pos != nil); start += 100 {
+		chunk := list[start:min(start+100, len(list))]
+		var parts []string
+		var args []any
+		if start == 0 && pos != nil {
+			parts = append(parts, "(SELECT -1, CAST(@@global.gtid_binlog_pos AS BINARY))")
+		}
+		for i, k := range chunk {
+			q, a, err := hashQuery(p.last[k], i)
+			if err != nil {
+				return nil, err
+			}
+			parts = append(parts, q)
+			args = append(args, a...)
+		}
+		rs, err := tx.QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+		if err != nil {
+			return nil, fmt.Errorf("row hashes: %w", err)
+		}
+		for rs.Next() {
+			var i int
+			var h []byte
+			if err := rs.Scan(&i, &h); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("row hashes: %w", err)
+			}
+			if i < 0 {
+				pos(h)
+				continue
+			}
+			out[chunk[i]] = h
+		}
+		if err := rs.Close(); err != nil {
+			return nil, fmt.Errorf("row hashes: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// hashQuery selects i and the row's hash for one key.
+func hashQuery(c apply.RowChange, i int) (string, []any, error) {
+	e := c.Event
+	table, err := quoteTable(e.Source.DB, e.Source.Table)
+	if err != nil {
+		return "", nil, err
+	}
+	var cols, where []string
+	var args []any
+	img := c.Image
+	if img == nil {
+		img = e.Before
+	}
+	for _, col := range e.Columns {
+		q, err := quote(col.Name)
+		if err != nil {
+			return "", nil, err
+		}
+		cols = append(cols, "IFNULL(HEX(CAST("+q+" AS BINARY)),'N')")
+		if col.PK {
+			where = append(where, q+"=?")
+			args = append(args, sqlValue(col.Kind, img[col.Name]))
+		}
+	}
+	return "(SELECT " + strconv.Itoa(i) + ", UNHEX(MD5(CONCAT_WS(',', " + strings.Join(cols, ", ") + "))) FROM " + table +
+		" WHERE " + strings.Join(where, " AND ") + ")", args, nil
+}

@@ -1,0 +1,437 @@
+package mariadb
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.uber.org/zap"
+
+	"github.com/music-coord/music/apply"
+)
+
+// Config configures the sink.
+type Config struct {
+	DSN        string `yaml:"dsn"`         // go-sql-driver DSN of the local MariaDB (a user with SUPER or equivalent)
+	MetaSchema string `yaml:"meta_schema"` // schema of MUSIC's metadata tables; default "music"
+	BatchRows  int    `yaml:"batch_rows"`  // rows per statement; default 200
+	MaxConns   int    `yaml:"max_conns"`   // connection pool size; default 16
+}
+
+// Sink replays transactions into one MariaDB server. It is safe for concurrent use.
+type Sink struct {
+	db     *sql.DB
+	meta   string // quoted schema
+	batch  int
+	log    *zap.Logger
+	domain uint32 // the local gtid_domain_id
+}
+
+var _ apply.Sink = (*Sink)(nil)
+
+// Open connects to the server and creates the metadata schema and tables if missing
+// (with sql_log_bin=0, so they are not captured).
+func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
+	if cfg.MetaSchema == "" {
+		cfg.MetaSchema = "music"
+	}
+	if cfg.BatchRows <= 0 {
+		cfg.BatchRows = 200
+	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 16
+	}
+	meta, err := quote(cfg.MetaSchema)
+	if err != nil {
+		return nil, fmt.Errorf("mariadb: meta_schema: %w", err)
+	}
+	mc, err := mysql.ParseDSN(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("mariadb: dsn: %w", err)
+	}
+	mc.InterpolateParams = true // one round trip per statement
+	mc.ParseTime = false
+	db, err := sql.Open("mysql", mc.FormatDSN())
+	if err != nil {
+		return nil, fmt.Errorf("mariadb: open: %w", err)
+	}
+	db.SetMaxOpenConns(cfg.MaxConns)
+	db.SetMaxIdleConns(cfg.MaxConns)
+	s := &Sink{db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb"))}
+	if err := s.createMeta(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Name is "mariadb".
+func (s *Sink) Name() string { return "mariadb" }
+
+// Close closes the connection pool.
+func (s *Sink) Close() error { return s.db.Close() }
+
+func (s *Sink) createMeta(ctx context.Context) error {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("mariadb: connect: %w", err)
+	}
+	defer conn.Close()
+	stmts := []string{
+		"SET SESSION sql_log_bin=0",
+		"CREATE DATABASE IF NOT EXISTS " + s.meta,
+		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.row_versions (
+			db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, pk_hash BINARY(32) NOT NULL,
+			ts_ms BIGINT NOT NULL, domain_id INT UNSIGNED NOT NULL, seq BIGINT UNSIGNED NOT NULL,
+			origin VARCHAR(64) NOT NULL, gtid VARCHAR(64) NOT NULL, deleted TINYINT NOT NULL,
+			pk TEXT NOT NULL, PRIMARY KEY (db, tbl, pk_hash)) ENGINE=InnoDB`,
+		`ALTER TABLE ` + s.meta + `.row_versions ADD COLUMN IF NOT EXISTS local_pos BIGINT UNSIGNED NOT NULL DEFAULT 0,
+			ADD COLUMN IF NOT EXISTS row_hash BINARY(16) NULL, ADD COLUMN IF NOT EXISTS repair TINYINT NOT NULL DEFAULT 0,
+			ADD COLUMN IF NOT EXISTS winner MEDIUMBLOB NULL`,
+		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.ddl_applied (
+			origin VARCHAR(64) NOT NULL, gtid VARCHAR(64) NOT NULL, statement MEDIUMTEXT NOT NULL,
+			outcome VARCHAR(255) NOT NULL, applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+			PRIMARY KEY (origin, gtid)) ENGINE=InnoDB`,
+		"SET SESSION sql_log_bin=1",
+	}
+	for _, q := range stmts {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("mariadb: create metadata tables: %w", err)
+		}
+	}
+	if err := conn.QueryRowContext(ctx, "SELECT @@global.gtid_domain_id").Scan(&s.domain); err != nil {
+		return fmt.Errorf("mariadb: read gtid_domain_id: %w", err)
+	}
+	return nil
+}
+
+// MariaDB error numbers the sink reacts to.
+const (
+	errDeadlock       = 1213
+	errLockWait       = 1205
+	errGTIDOutOfOrder = 1950
+)
+
+func errNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	return 0
+}
+
+// Apply replays tx in one local transaction; see the package documentation.
+func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
+	if tx.IsDDL() {
+		return s.applyDDL(ctx, tx)
+	}
+	p, err := newPlan(tx)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	useSeq := true
+	for attempt := 0; ; attempt++ {
+		res, err := s.applyOnce(ctx, tx, p, useSeq)
+		switch n := errNumber(err); {
+		case err == nil:
+			return res, nil
+		case n == errGTIDOutOfOrder && useSeq:
+			s.log.Warn("server refused the origin gtid_seq_no; replaying with a server-chosen one",
+				zap.String("gtid", tx.ID), zap.Error(err))
+			useSeq = false
+		case (n == errDeadlock || n == errLockWait) && attempt < 8:
+			if err := sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
+				return apply.Result{}, err
+			}
+		default:
+			return apply.Result{}, fmt.Errorf("mariadb: apply %s from %s: %w", tx.ID, tx.Origin, err)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// session takes a connection and sets the replay session: the origin's GTID so the
+// transaction keeps it (a resync instead flags its transaction skip_replication), no
+// foreign key checks, UTC.
+func (s *Sink) session(ctx context.Context, tx *apply.Txn, useSeq bool) (*sql.Conn, error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := "SET SESSION time_zone='+00:00', sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', foreign_key_checks=0," +
+		" tx_isolation='READ-COMMITTED'"
+	switch {
+	// gtid_seq_no is always set: a pooled session whose last replay wrote nothing still
+	// holds the previous value, which would otherwise stamp this session's next
+	// transaction (0 lets the server choose).
+	case tx.Resync || tx.Own:
+		q += ", skip_replication=1, gtid_domain_id=@@global.gtid_domain_id, server_id=@@global.server_id, gtid_seq_no=0"
+	default:
+		seq := uint64(0)
+		if useSeq {
+			seq = tx.GTID.Seq
+		}
+		q += fmt.Sprintf(", skip_replication=0, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
+	}
+	if _, err := conn.ExecContext(ctx, q); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// metaKey identifies a row in row_versions.
+type metaKey struct {
+	db, table string
+	hash      [32]byte
+}
+
+func newMetaKey(c apply.RowChange) metaKey {
+	return metaKey{c.Event.Source.DB, c.Event.Source.Table, sha256.Sum256([]byte(c.Key))}
+}
+
+// stored is a row's winning version as row_versions has it.
+type stored struct {
+	version  apply.Version
+	origin   string
+	gtid     string
+	absent   bool
+	localPos uint64 // local domain's binlog seq when a non-own change was last written
+	rowHash  []byte // MD5 of the row as apply last wrote it (nil: deleted)
+	repair   bool   // own changes up to localPos may have been overwritten
+	winner   []byte // the winning non-own change as event JSON, to restore it
+}
+
+// record is what writeVersions stores besides the version.
+type record struct {
+	localPos uint64
+	rowHash  []byte
+	repair   bool
+	winner   []byte
+}
+
+// plan is a transaction's row changes and the distinct keys they touch.
+type plan struct {
+	changes []apply.RowChange
+	keys    []metaKey
+	text    map[metaKey]string  // canonical key text
+	deleted map[metaKey]bool    // the row's state after the transaction
+	ver     map[metaKey]version // the version each key gets
+	last    map[metaKey]apply.RowChange
+}
+
+// version is a change's version and where it comes from.
+type version struct {
+	v            apply.Version
+	origin, gtid string
+}
+
+func newPlan(tx *apply.Txn) (*plan, error) {
+	p := &plan{text: map[metaKey]string{}, deleted: map[metaKey]bool{}, ver: map[metaKey]version{},
+		last: map[metaKey]apply.RowChange{}}
+	txv := version{tx.Version, tx.Origin, tx.ID}
+	for _, e := range tx.Events {
+		cs, err := apply.Changes(e)
+		if err != nil {
+			return nil, err
+		}
+		v := txv
+		if tx.Resync {
+			if v.v, err = apply.EventVersion(e); err != nil {
+				return nil, err
+			}
+			v.origin, v.gtid = e.Source.Name, e.Source.GTID
+		}
+		for _, c := range cs {
+			p.ver[newMetaKey(c)] = v
+			k := newMetaKey(c)
+			if _, seen := p.text[k]; !seen {
+				p.keys = append(p.keys, k)
+				p.text[k] = c.Key
+			}
+			p.deleted[k] = c.Image == nil
+			p.last[k] = c
+			p.changes = append(p.changes, c)
+		}
+	}
+	return p, nil
+}
+
+func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq bool) (res apply.Result, err error) {
+	conn, err := s.session(ctx, tx, useSeq)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	sqlTx, err := conn.BeginTx(ctx, nil) // READ COMMITTED, set with the session
+
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		if err != nil {
+			_ = sqlTx.Rollback()
+		}
+	}()
+	current, err := s.lockVersions(ctx, sqlTx, p)
+	if err != nil {
+		return res, err
+	}
+	if tx.Own {
+		if res, err = s.applyOwn(ctx, sqlTx, tx, p, current); err != nil {
+			return res, err
+		}
+		return res, sqlTx.Commit()
+	}
+	win := map[metaKey]bool{}
+	for _, k := range p.keys {
+		st, in := current[k], p.ver[k]
+		switch c := in.v.Compare(st.version); {
+		case st.absent || c > 0:
+			win[k] = true
+		case c == 0:
+			res.Duplicates++
+		default:
+			res.Conflicts++
+			s.log.Warn("conflict: older change not applied",
+				zap.String("db", k.db), zap.String("table", k.table), zap.String("key", p.text[k]),
+				zap.String("origin", in.origin), zap.String("gtid", in.gtid), zap.Stringer("version", in.v),
+				zap.String("winner_origin", st.origin), zap.String("winner_gtid", st.gtid),
+				zap.Stringer("winner_version", st.version))
+		}
+	}
+	if len(win) > 0 {
+		n, err := s.writeRows(ctx, sqlTx, p, win)
+		if err != nil {
+			return res, err
+		}
+		res.Applied = n
+		recs, err := s.remoteRecords(ctx, sqlTx, p, win)
+		if err != nil {
+			return res, err
+		}
+		if err := s.writeVersions(ctx, sqlTx, p, recs); err != nil {
+			return res, err
+		}
+	}
+	return res, sqlTx.Commit()
+}
+
+// remoteRecords notes, for rows a non-own change just wrote, the local binlog position
+// (own changes up to it may have been overwritten) and the row's hash (to tell whether a
+// local write came after).
+func (s *Sink) remoteRecords(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (map[metaKey]record, error) {
+	pos, hashes, err := s.posAndHashes(ctx, tx, p, keys)
+	if err != nil {
+		return nil, err
+	}
+	recs := make(map[metaKey]record, len(keys))
+	for k := range keys {
+		w, err := winnerJSON(p.last[k])
+		if err != nil {
+			return nil, err
+		}
+		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: w}
+	}
+	return recs, nil
+}
+
+// lockVersions inserts placeholder rows for unseen keys (so concurrent appliers of the same
+// new key serialise on it) and reads every key's version FOR UPDATE.
+func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaKey]stored, error) {
+	out := make(map[metaKey]stored, len(p.keys))
+	for start := 0; start < len(p.keys); start += s.batch {
+		chunk := p.keys[start:min(start+s.batch, len(p.keys))]
+		var args []any
+		var tuples, rows []string
+		for _, k := range chunk {
+			args = append(args, k.db, k.table, k.hash[:])
+			tuples = append(tuples, "(?,?,?)")
+			rows = append(rows, "(?,?,?,-1,0,0,'','',0,'')")
+		}
+		ins := "INSERT IGNORE INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,deleted,pk) VALUES " + join(rows)
+		if _, err := tx.ExecContext(ctx, ins, args...); err != nil {
+			return nil, fmt.Errorf("reserve versions: %w", err)
+		}
+		sel := "SELECT db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,local_pos,row_hash,repair,winner FROM " + s.meta +
+			".row_versions WHERE (db,tbl,pk_hash) IN (" + join(tuples) + ") FOR UPDATE"
+		rs, err := tx.QueryContext(ctx, sel, args...)
+		if err != nil {
+			return nil, fmt.Errorf("read versions: %w", err)
+		}
+		for rs.Next() {
+			var k metaKey
+			var h []byte
+			var st stored
+			if err := rs.Scan(&k.db, &k.table, &h, &st.version.TsMs, &st.version.Domain, &st.version.Seq, &st.origin, &st.gtid,
+				&st.localPos, &st.rowHash, &st.repair, &st.winner); err != nil {
+				rs.Close()
+				return nil, fmt.Errorf("read versions: %w", err)
+			}
+			copy(k.hash[:], h)
+			st.absent = st.version.TsMs == -1
+			out[k] = st
+		}
+		if err := rs.Close(); err != nil {
+			return nil, fmt.Errorf("read versions: %w", err)
+		}
+	}
+	return out, nil
+}
+
+func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[metaKey]record) error {
+	var keys []metaKey
+	for _, k := range p.keys {
+		if _, ok := recs[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	for start := 0; start < len(keys); start += s.batch {
+		chunk := keys[start:min(start+s.batch, len(keys))]
+		var args []any
+		var rows []string
+		for _, k := range chunk {
+			v, r := p.ver[k], recs[k]
+			args = append(args, k.db, k.table, k.hash[:], v.v.TsMs, v.v.Domain, v.v.Seq,
+				v.origin, v.gtid, p.deleted[k], p.text[k], r.localPos, r.rowHash, r.repair, r.winner)
+			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+		}
+		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,deleted,pk,local_pos,row_hash,repair,winner) VALUES " +
+			join(rows) + " ON DUPLICATE KEY UPDATE ts_ms=VALUES(ts_ms), domain_id=VALUES(domain_id), seq=VALUES(seq)," +
+			" origin=VALUES(origin), gtid=VALUES(gtid), deleted=VALUES(deleted), pk=VALUES(pk)," +
+			" local_pos=VALUES(local_pos), row_hash=VALUES(row_hash), repair=VALUES(repair), winner=VALUES(winner)"
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("write versions: %w", err)
+		}
+	}
+	return nil
+}
+
+func join(parts []string) string {
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	b := make([]byte, 0, n)
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p...)
+	}
+	return string(b)
+}

@@ -1,0 +1,51 @@
+package apply
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the music_apply_* Prometheus metrics, shared by the workers of one process.
+type Metrics struct {
+	Transactions *prometheus.CounterVec   // origin, sink
+	Rows         *prometheus.CounterVec   // origin, sink, outcome (applied, duplicate, conflict)
+	Conflicts    *prometheus.CounterVec   // origin, table, sink
+	Refused      *prometheus.CounterVec   // origin, sink
+	Errors       *prometheus.CounterVec   // origin, sink (failed attempts, retried)
+	LagMs        *prometheus.GaugeVec     // origin, table: ms behind origin commit time
+	Lag          *prometheus.HistogramVec // origin: seconds from origin commit to applied
+	Pending      *prometheus.GaugeVec     // origin: messages not yet applied (consumer pending + unacknowledged)
+	Duration     *prometheus.HistogramVec // sink: seconds per transaction apply
+}
+
+// NewMetrics creates the metrics and registers them with reg (if not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_transactions_total",
+			Help: "Source transactions applied, per origin site and sink."}, []string{"origin", "sink"}),
+		Rows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_rows_total",
+			Help: "Row changes by outcome: applied, duplicate (re-delivery) or conflict (older than the row's version)."},
+			[]string{"origin", "sink", "outcome"}),
+		Conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_conflicts_total",
+			Help: "Row changes not applied because a newer version of the row won (last writer wins)."},
+			[]string{"origin", "table", "sink"}),
+		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_refused_total",
+			Help: "Changes a sink refused (unsupported DDL, table without primary key, bad identifier); see the status."},
+			[]string{"origin", "sink"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_errors_total",
+			Help: "Failed apply attempts (retried with backoff)."}, []string{"origin", "sink"}),
+		LagMs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "music_apply_lag_milliseconds",
+			Help: "Milliseconds between the origin commit and the apply of the last transaction per table; 0 when caught up."},
+			[]string{"origin", "table"}),
+		Lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "music_apply_lag_seconds",
+			Help:    "Seconds from origin commit to apply, per transaction.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}, []string{"origin"}),
+		Pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "music_apply_pending_messages",
+			Help: "Change events of an origin not yet applied here (consumer pending plus unacknowledged)."},
+			[]string{"origin"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "music_apply_duration_seconds",
+			Help: "Seconds to apply one transaction, per sink.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)},
+			[]string{"sink"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Transactions, m.Rows, m.Conflicts, m.Refused, m.Errors, m.LagMs, m.Lag, m.Pending, m.Duration)
+	}
+	return m
+}

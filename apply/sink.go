@@ -1,0 +1,115 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/music-coord/music/changeevent"
+)
+
+var (
+	// ErrMalformed marks an event or transaction that cannot be applied as sent.
+	ErrMalformed = errors.New("apply: malformed change")
+	// ErrRefused marks a change a sink will not apply (unsupported DDL, a table without a
+	// primary key, an identifier it cannot express). The worker records it in the status
+	// and metrics, acknowledges it and goes on; an operator resyncs the table.
+	ErrRefused = errors.New("apply: change refused")
+)
+
+// Txn is one complete source transaction: all its events in Transaction.Index order.
+type Txn struct {
+	Origin  string // origin site name
+	ID      string // Transaction.ID, the origin GTID
+	GTID    GTID
+	Version Version
+	Events  []*changeevent.Event
+	// Resync marks a batch of rows read from the MUSIC store to bring a table up to date:
+	// independent rows, each with its own version (from its Source). Sinks apply them
+	// without taking an origin GTID (MariaDB: with skip_replication=1, so capture drops them).
+	Resync bool
+	// Own marks a transaction of the local site itself, read back from its own stream:
+	// sinks record its version (and repair a row an older remote change overwrote) rather
+	// than replay it. The worker sets it when Origin is the local site.
+	Own bool
+}
+
+// IsDDL reports whether the transaction is a schema change.
+func (t *Txn) IsDDL() bool {
+	return len(t.Events) == 1 && t.Events[0].Op == changeevent.OpDDL
+}
+
+// NewTxn checks that events form one complete transaction and returns it. The events must
+// be sorted by Transaction.Index.
+func NewTxn(events []*changeevent.Event) (*Txn, error) {
+	if len(events) == 0 {
+		return nil, fmt.Errorf("%w: empty transaction", ErrMalformed)
+	}
+	first := events[0]
+	for i, e := range events {
+		if e.Transaction.Index != i || e.Transaction.Total != len(events) || e.Transaction.ID != first.Transaction.ID {
+			return nil, fmt.Errorf("%w: transaction %s: event %d has index %d/%d", ErrMalformed,
+				first.Transaction.ID, i, e.Transaction.Index, e.Transaction.Total)
+		}
+		if e.Source.Name != first.Source.Name || e.Source.GTID != first.Source.GTID {
+			return nil, fmt.Errorf("%w: transaction %s mixes origins or gtids", ErrMalformed, first.Transaction.ID)
+		}
+		if e.Op == changeevent.OpDDL && len(events) != 1 {
+			return nil, fmt.Errorf("%w: transaction %s: a ddl event must be alone", ErrMalformed, first.Transaction.ID)
+		}
+	}
+	g, err := ParseGTID(first.Source.GTID)
+	if err != nil {
+		return nil, err
+	}
+	return &Txn{
+		Origin: first.Source.Name, ID: first.Transaction.ID, GTID: g, Events: events,
+		Version: Version{TsMs: first.Source.TsMs, Domain: g.Domain, Seq: g.Seq},
+	}, nil
+}
+
+// NewResyncTxn groups rows read from the MUSIC store (op "r", each with its own origin,
+// GTID and commit time in Source) into one resync transaction.
+func NewResyncTxn(events []*changeevent.Event) (*Txn, error) {
+	if len(events) == 0 {
+		return nil, fmt.Errorf("%w: empty resync batch", ErrMalformed)
+	}
+	for _, e := range events {
+		if e.Op != changeevent.OpRead {
+			return nil, fmt.Errorf("%w: resync event with op %q", ErrMalformed, e.Op)
+		}
+		if _, err := EventVersion(e); err != nil {
+			return nil, err
+		}
+	}
+	v, _ := EventVersion(events[0])
+	return &Txn{Origin: events[0].Source.Name, ID: "resync", Version: v, Events: events, Resync: true}, nil
+}
+
+// EventVersion is the version of the transaction an event belongs to.
+func EventVersion(e *changeevent.Event) (Version, error) {
+	g, err := ParseGTID(e.Source.GTID)
+	if err != nil {
+		return Version{}, err
+	}
+	return Version{TsMs: e.Source.TsMs, Domain: g.Domain, Seq: g.Seq}, nil
+}
+
+// Result says what a sink did with a transaction's rows.
+type Result struct {
+	Applied    int // row changes written
+	Duplicates int // row changes already applied (re-delivery)
+	Conflicts  int // row changes older than the row's winning version, not applied
+}
+
+// Sink applies source transactions.
+//
+// Apply applies tx all or nothing and idempotently: applying a transaction again, or an
+// older version of a row after a newer one, changes nothing. It returns an error wrapping
+// ErrRefused for a change it will never apply (the caller skips it), any other error for a
+// failure worth retrying. Apply is called concurrently for transactions that touch
+// disjoint rows.
+type Sink interface {
+	Name() string
+	Apply(ctx context.Context, tx *Txn) (Result, error)
+}

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/music-coord/music/apply"
+	"github.com/music-coord/music/internal/config"
+)
+
+type statusConfig struct {
+	Agents  []string `yaml:"agents"`   // apply agents' metrics addresses (host:port)
+	NATSURL string   `yaml:"nats_url"` // "" skips the stream view
+}
+
+func (c *statusConfig) Validate() error {
+	c.Agents = dedupe(c.Agents)
+	if len(c.Agents) == 0 && c.NATSURL == "" {
+		return errors.New("agents, nats_url: set at least one")
+	}
+	return nil
+}
+
+// runStatus prints every apply agent's origins and tables (lag, pending, last error) and
+// every change stream's consumers, at a glance.
+func runStatus(args []string) int {
+	cfg := &statusConfig{NATSURL: "nats://127.0.0.1:4222"}
+	fs := flag.NewFlagSet("music status", flag.ContinueOnError)
+	fs.String("config", "", "YAML config file (keys: agents, nats_url)")
+	fs.Var(listFlag{&cfg.Agents}, "agents", "apply agents' /status addresses host:port (comma-separated)")
+	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS URL for the stream view (empty: skip)")
+	if err := config.Parse(fs, args, cfg); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "music status:", err)
+		return 2
+	}
+	rc := 0
+	if len(cfg.Agents) > 0 {
+		if err := printAgents(os.Stdout, cfg.Agents); err != nil {
+			fmt.Fprintln(os.Stderr, "music status:", err)
+			rc = 1
+		}
+	}
+	if cfg.NATSURL != "" {
+		if err := printStreams(os.Stdout, cfg.NATSURL); err != nil {
+			fmt.Fprintln(os.Stderr, "music status:", err)
+			rc = 1
+		}
+	}
+	return rc
+}
+
+func printAgents(out io.Writer, agents []string) error {
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tORIGIN\tTABLE\tMODE\tLAG_MS\tPENDING\tCHANGES\tCONFLICTS\tREFUSED\tLAST_ERROR")
+	var errs []error
+	client := &http.Client{Timeout: 5 * time.Second}
+	for _, a := range agents {
+		var st []apply.OriginStatus
+		resp, err := client.Get("http://" + a + "/status")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(tw, "?\t?\t-\t-\t-\t-\t-\t-\t-\tagent %s: %v\n", a, err)
+			errs = append(errs, err)
+			continue
+		}
+		for _, s := range st {
+			tables := make([]string, 0, len(s.Tables))
+			for t := range s.Tables {
+				tables = append(tables, t)
+			}
+			sort.Strings(tables)
+			if len(tables) == 0 {
+				fmt.Fprintln(tw, statusLine(s, "-", apply.TableStatus{}))
+			}
+			for _, t := range tables {
+				fmt.Fprintln(tw, statusLine(s, t, s.Tables[t]))
+			}
+		}
+	}
+	for _, a := range agents {
+		var rs map[string]apply.ResyncProgress
+		resp, err := client.Get("http://" + a + "/resync")
+		if err != nil {
+			continue
+		}
+		err = json.NewDecoder(resp.Body).Decode(&rs)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		for t, p := range rs {
+			state := "running"
+			if p.Done {
+				state = "done"
+			}
+			fmt.Fprintf(tw, "%s\tresync\t%s\t%s\t-\t-\t%d\t%d\t-\trows read %d, applied %d, since %s\n", a, t, state,
+				p.Rows, p.Conflicts, p.Rows, p.Applied, p.Started.Format(time.RFC3339))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+func printStreams(out io.Writer, url string) error {
+	nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nSTREAM\tMESSAGES\tLAST_SEQ\tCONSUMER\tPENDING\tACK_PENDING\tACK_FLOOR")
+	streams := js.ListStreams(ctx)
+	for s := range streams.Info() {
+		if !strings.HasPrefix(s.Config.Name, "MUSIC_CDC_") {
+			continue
+		}
+		stream, err := js.Stream(ctx, s.Config.Name)
+		if err != nil {
+			return err
+		}
+		n := 0
+		consumers := stream.ListConsumers(ctx)
+		for c := range consumers.Info() {
+			n++
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t%d\t%d\n", s.Config.Name, s.State.Msgs, s.State.LastSeq,
+				c.Name, c.NumPending, c.NumAckPending, c.AckFloor.Stream)
+		}
+		if n == 0 {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t-\t-\t-\t-\n", s.Config.Name, s.State.Msgs, s.State.LastSeq)
+		}
+	}
+	if err := streams.Err(); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
