@@ -5,9 +5,11 @@ LOCAL := deploy/local
 
 .PHONY: demo install up down status test test-short bench build clean
 
-## demo: install, start the local multi-site topology, and print where each service listens
+## demo: install, start the local 3-site topology and an agent pair per site, write at
+## every site and show all sites and the MUSIC store converge
 demo: up
 	@$(LOCAL)/status.sh
+	@$(LOCAL)/demo.sh
 
 ## install: install what the local topology needs (Debian packages, Cassandra jars, binary)
 install:

@@ -205,6 +205,8 @@ func TestConfigValidate(t *testing.T) {
 func TestParseDDL(t *testing.T) {
 	cases := []struct{ stmt, verb, tables string }{
 		{"CREATE TABLE t (id INT)", "CREATE", "d.t"},
+		{"CREATE TABLE x.t (id INT PRIMARY KEY,\n  v INT)", "CREATE", "x.t"},
+		{"ALTER TABLE t\n  ADD COLUMN c INT", "ALTER", "d.t"},
 		{"create table if not exists `x`.`y y` (id int)", "CREATE", "x.y y"},
 		{"ALTER TABLE t ADD COLUMN c INT", "ALTER", "d.t"},
 		{"ALTER TABLE t RENAME TO u", "ALTER", "d.t,d.u"},

@@ -74,8 +74,10 @@ type Config struct {
 	SnapshotChunk int `yaml:"snapshot_chunk"`
 }
 
-// SystemSchemas are never captured.
-var SystemSchemas = []string{"mysql", "information_schema", "performance_schema", "sys"}
+// SystemSchemas are never captured: MariaDB's own, and "music", where apply keeps its
+// per-site metadata (row versions, applied DDL). An apply configured with another
+// meta schema needs that schema in Exclude.
+var SystemSchemas = []string{"mysql", "information_schema", "performance_schema", "sys", "music"}
 
 // DefaultConfig returns the defaults; Site, DSN and DomainID still need setting.
 func DefaultConfig() Config {

@@ -209,7 +209,7 @@ var (
 	ddlComments = regexp.MustCompile(`(?s)/\*.*?\*/|--[^\n]*|#[^\n]*`)
 	ident       = "(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
 	qname       = ident + `(?:\s*\.\s*` + ident + `)?`
-	ddlTable    = regexp.MustCompile(`(?i)^(CREATE|ALTER|DROP|TRUNCATE|RENAME)\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+|ONLINE\s+|IGNORE\s+)*(TABLE|TABLES|INDEX|UNIQUE\s+INDEX|FULLTEXT\s+INDEX|SPATIAL\s+INDEX|DATABASE|SCHEMA)?\s*(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(.*)$`)
+	ddlTable    = regexp.MustCompile(`(?is)^(CREATE|ALTER|DROP|TRUNCATE|RENAME)\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+|ONLINE\s+|IGNORE\s+)*(TABLE|TABLES|INDEX|UNIQUE\s+INDEX|FULLTEXT\s+INDEX|SPATIAL\s+INDEX|DATABASE|SCHEMA)?\s*(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(.*)$`)
 	qnameRe     = regexp.MustCompile(qname)
 	onTable     = regexp.MustCompile(`(?is)\bON\s+(` + qname + `)`)
 )

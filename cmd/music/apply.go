@@ -27,6 +27,7 @@ import (
 	"github.com/music-coord/music/apply/mariadb"
 	"github.com/music-coord/music/internal/config"
 	"github.com/music-coord/music/internal/logging"
+	"github.com/music-coord/music/recipes/store"
 )
 
 type applyCassandra struct {
@@ -94,8 +95,8 @@ func (c *applyConfig) Validate() error {
 		}
 	}
 	for o := range c.Streams {
-		if !contains(c.Origins, o) {
-			return fmt.Errorf("streams: %q is not in origins", o)
+		if !contains(c.Origins, o) && (o != c.Site || !c.FollowOwn) {
+			return fmt.Errorf("streams: %q is not in origins (nor the local site with follow_own)", o)
 		}
 	}
 	if len(c.Cassandra.Hosts) > 0 {
@@ -309,6 +310,7 @@ func openSinks(ctx context.Context, cfg *applyConfig, log *zap.Logger) ([]apply.
 		cl := gocql.NewCluster(cfg.Cassandra.Hosts...)
 		_ = cl.Consistency.UnmarshalText([]byte(cfg.Cassandra.Consistency))
 		cl.Timeout, cl.ConnectTimeout = 10*time.Second, 10*time.Second
+		store.Tune(cl)
 		session, err := cl.CreateSession()
 		if err != nil {
 			closeAll()

@@ -30,6 +30,10 @@ func TestApplyConfigValidateNamesTheField(t *testing.T) {
 		"self":       {func(c *applyConfig) { c.Origins = []string{"b"} }, `origins: "b" is the local site`},
 		"no sink":    {func(c *applyConfig) { c.MariaDB.DSN = "" }, "mariadb.dsn, cassandra.hosts"},
 		"bad stream": {func(c *applyConfig) { c.Streams = map[string]string{"z": "S"} }, `streams: "z"`},
+		"own stream": {func(c *applyConfig) { c.Streams = map[string]string{"b": "S"} }, ""},
+		"own stream, no follow": {func(c *applyConfig) {
+			c.Streams, c.FollowOwn = map[string]string{"b": "S"}, false
+		}, `streams: "b"`},
 		"replication": {func(c *applyConfig) {
 			c.Cassandra.Hosts = []string{"h"}
 			c.Cassandra.Replication = cassandra.Replication{Class: "X"}

@@ -19,6 +19,7 @@ var subcommands = map[string]subcommand{
 	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
 	"status":  {"show every site's apply lag, pending changes and last error, and the change streams", runStatus},
 	"server":  {"serve the MUSIC v2 REST API (Cassandra store, ZooKeeper locks)", runServer},
+	"verify":  {"compare one table's rows at every site and in the MUSIC store", runVerify},
 	"version": {"print the version", runVersion},
 }
 

@@ -16,11 +16,16 @@ stop_pidfile() {
 }
 
 services=("$@")
-((${#services[@]})) || services=(nats cassandra zookeeper mariadb)
+((${#services[@]})) || services=(agents nats cassandra zookeeper mariadb)
 for svc in "${services[@]}"; do
   case $svc in
+    agents)
+      for d in "$MUSIC_DATA"/agent-*; do
+        [ -d "$d" ] || continue
+        for k in capture apply; do stop_pidfile "$k agent ${d##*/agent-}" "$d/$k.pid"; done
+      done ;;
     mariadb) for s in $MUSIC_SITES; do stop_pidfile "mariadb site $s" "$MUSIC_DATA/mariadb-$s/server.pid"; done ;;
     zookeeper|cassandra|nats) stop_pidfile "$svc" "$MUSIC_DATA/$svc/server.pid" ;;
-    *) die "unknown service '$svc' (mariadb, zookeeper, cassandra, nats)" ;;
+    *) die "unknown service '$svc' (agents, mariadb, zookeeper, cassandra, nats)" ;;
   esac
 done

@@ -55,3 +55,10 @@ wait_port() {
     sleep 0.2
   done
 }
+
+# The demo's agents: site i serves capture metrics on CAPTURE_BASE+i and apply
+# metrics/status on APPLY_BASE+i.
+MUSIC_CAPTURE_PORT_BASE="${MUSIC_CAPTURE_PORT_BASE:-25100}"
+MUSIC_APPLY_PORT_BASE="${MUSIC_APPLY_PORT_BASE:-25200}"
+export MUSIC_CAPTURE_PORT_BASE MUSIC_APPLY_PORT_BASE
+site_dsn() { echo "root@tcp(127.0.0.1:$(site_port "$1"))/"; }

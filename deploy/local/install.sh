@@ -16,6 +16,7 @@ command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v flock >/dev/null || need_apt+=(util-linux)
+command -v curl >/dev/null || need_apt+=(curl)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
