@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"os/signal"
 	"strings"
 	"sync"
@@ -25,7 +24,6 @@ import (
 	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/cassandra"
 	"github.com/music-coord/music/apply/mariadb"
-	"github.com/music-coord/music/internal/config"
 	"github.com/music-coord/music/internal/logging"
 	"github.com/music-coord/music/recipes/store"
 )
@@ -152,16 +150,11 @@ func runApply(args []string) int {
 	fs.Var(listFlag{&cfg.Resync}, "resync", "db.table to resync from the MUSIC store while following the streams (comma-separated)")
 	fs.BoolVar(&cfg.Join, "join", cfg.Join, "resync every table of the MUSIC store (a new or wiped site joining)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /status and /healthz (empty: off)")
-	if err := config.Parse(fs, args, cfg); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "music apply:", err)
-		return 2
+	if code, ok := parseFlags("apply", fs, args, cfg); !ok {
+		return code
 	}
-	log, err := logging.New(cfg.Log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "music apply:", err)
+	log, ok := newLogger("apply", cfg.Log)
+	if !ok {
 		return 2
 	}
 	defer log.Sync() //nolint:errcheck

@@ -21,7 +21,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/music-coord/music/capture"
-	"github.com/music-coord/music/internal/config"
 	"github.com/music-coord/music/internal/logging"
 )
 
@@ -86,12 +85,8 @@ func runCapture(args []string) int {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics and /healthz (empty: off)")
 	fs.BoolVar(&cfg.InitialSnapshot, "initial-snapshot", cfg.InitialSnapshot, "on the first start (no checkpoint) snapshot every captured table")
 	fs.Var(listFlag{&snapshots}, "snapshot", "db.table to snapshot once capture streams (repeatable); progress on stderr")
-	if err := config.Parse(fs, args, cfg); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "music capture:", err)
-		return 2
+	if code, ok := parseFlags("capture", fs, args, cfg); !ok {
+		return code
 	}
 	for _, s := range snapshots {
 		if db, table, ok := strings.Cut(s, "."); !ok || db == "" || table == "" {
@@ -99,9 +94,8 @@ func runCapture(args []string) int {
 			return 2
 		}
 	}
-	log, err := logging.New(cfg.Log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "music capture:", err)
+	log, ok := newLogger("capture", cfg.Log)
+	if !ok {
 		return 2
 	}
 	defer log.Sync() //nolint:errcheck

@@ -2,9 +2,16 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"sort"
+
+	"go.uber.org/zap"
+
+	"github.com/music-coord/music/internal/config"
+	"github.com/music-coord/music/internal/logging"
 )
 
 // A subcommand's run gets the arguments after its name and returns the exit status.
@@ -62,4 +69,27 @@ func usage(w *os.File) {
 func runVersion([]string) int {
 	fmt.Println("music", version)
 	return 0
+}
+
+// parseFlags fills cfg from the config file, environment and args (internal/config) and
+// reports problems on stderr. ok is false when the command should exit with code.
+func parseFlags(name string, fs *flag.FlagSet, args []string, cfg config.Validator) (code int, ok bool) {
+	if err := config.Parse(fs, args, cfg); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		fmt.Fprintf(os.Stderr, "music %s: %v\n", name, err)
+		return 2, false
+	}
+	return 0, true
+}
+
+// newLogger builds the command's logger, reporting a bad log configuration on stderr.
+func newLogger(name string, o logging.Options) (*zap.Logger, bool) {
+	log, err := logging.New(o)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "music %s: %v\n", name, err)
+		return nil, false
+	}
+	return log, true
 }

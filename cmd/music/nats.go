@@ -2,14 +2,12 @@ package main
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"go.uber.org/zap"
 
-	"github.com/music-coord/music/internal/config"
 	"github.com/music-coord/music/internal/logging"
 	"github.com/music-coord/music/internal/natsserver"
 )
@@ -37,16 +35,11 @@ func runNATS(args []string) int {
 	fs.StringVar(&cfg.Store, "store", cfg.Store, "JetStream store directory")
 	fs.BoolVar(&cfg.SyncAlways, "sync-always", cfg.SyncAlways, "fsync every JetStream write before acknowledging it")
 	fs.StringVar(&cfg.LogFile, "log-file", cfg.LogFile, "NATS server log file (default stderr)")
-	if err := config.Parse(fs, args, cfg); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "music nats:", err)
-		return 2
+	if code, ok := parseFlags("nats", fs, args, cfg); !ok {
+		return code
 	}
-	log, err := logging.New(cfg.Log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "music nats:", err)
+	log, ok := newLogger("nats", cfg.Log)
+	if !ok {
 		return 2
 	}
 	defer log.Sync()

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -20,7 +19,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/music-coord/music/consistency/lock"
-	"github.com/music-coord/music/internal/config"
 	"github.com/music-coord/music/internal/logging"
 	"github.com/music-coord/music/recipes/rest"
 	"github.com/music-coord/music/recipes/store"
@@ -70,16 +68,11 @@ func runServer(args []string) int {
 	fs.StringVar(&cfg.LockRoot, "lock-root", cfg.LockRoot, "ZooKeeper node for lock queues")
 	fs.DurationVar(&cfg.ReapEvery, "reap-every", cfg.ReapEvery, "how often expired lock leases are released")
 	fs.BoolVar(&cfg.API.Anonymous, "anonymous", cfg.API.Anonymous, "turn authentication off (local use only)")
-	if err := config.Parse(fs, args, cfg); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "music server:", err)
-		return 2
+	if code, ok := parseFlags("server", fs, args, cfg); !ok {
+		return code
 	}
-	log, err := logging.New(cfg.Log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "music server:", err)
+	log, ok := newLogger("server", cfg.Log)
+	if !ok {
 		return 2
 	}
 	defer log.Sync()

@@ -18,7 +18,6 @@ import (
 
 	"github.com/music-coord/music/apply/cassandra"
 	"github.com/music-coord/music/changeevent"
-	"github.com/music-coord/music/internal/config"
 	"github.com/music-coord/music/recipes/store"
 )
 
@@ -58,12 +57,8 @@ func runVerify(args []string) int {
 	fs.Var(listFlag{&cfg.Sites}, "site", "site as name=DSN (repeatable)")
 	fs.Var(listFlag{&cfg.CassandraHosts}, "cassandra-hosts", "MUSIC store contact points (empty: sites only)")
 	fs.StringVar(&cfg.Keyspace, "cassandra-keyspace", cfg.Keyspace, "MUSIC store keyspace")
-	if err := config.Parse(fs, args, cfg); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "music verify:", err)
-		return 2
+	if code, ok := parseFlags("verify", fs, args, cfg); !ok {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
