@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 LOCAL := deploy/local
 
-.PHONY: demo install up down status test test-short bench build clean
+.PHONY: demo install up down status test e2e bench-e2e test-short bench build clean
 
 ## demo: install, start the local 3-site topology and an agent pair per site, write at
 ## every site and show all sites and the MUSIC store converge
@@ -34,6 +34,14 @@ build:
 test: up
 	go vet ./...
 	go test -race -count=1 -timeout 30m ./...
+
+## e2e: three-site end-to-end tests of the music agents (SIGKILL, site down, NATS restart)
+e2e: up
+	go test -race -count=1 -tags e2e -timeout 20m ./tests/e2e/
+
+## bench-e2e: mirroring a->b against MariaDB's own replication, same run
+bench-e2e: up
+	go test -tags e2e -run '^$$' -bench MirroringVsNative -benchtime 1x -timeout 20m ./tests/e2e/
 
 ## test-short: unit tests of pure logic only, no servers
 test-short:
