@@ -13,6 +13,7 @@ flock -w 900 8 || die "another deploy/local/install.sh holds $MUSIC_DATA/.instal
 need_apt=()
 command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
+[ -f /usr/share/java/slf4j-simple.jar ] || need_apt+=(libslf4j-java)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v flock >/dev/null || need_apt+=(util-linux)
