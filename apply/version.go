@@ -67,10 +67,9 @@ const MaxTimestampDomain = 15
 
 // WriteTimestamp packs v into one int64 for stores that resolve conflicts by a write
 // timestamp (Cassandra's USING TIMESTAMP): ts_ms<<20 | domain<<16 | seq mod 2^16. It orders
-// like Compare because capture's commit clock gives every transaction of one origin a
-// strictly greater ts_ms than the one before (capture/binlog.go, reader.clockMs), so the
-// truncated sequence only breaks ties between origins, never within one. Valid until the
-// year 2248.
+// like Compare except for two changes of one row by one origin within the same
+// millisecond whose sequence numbers straddle a multiple of 2^16 (documented limitation).
+// Valid until the year 2248.
 func (v Version) WriteTimestamp() (int64, error) {
 	if v.Domain > MaxTimestampDomain {
 		return 0, fmt.Errorf("%w: gtid domain %d above %d cannot be packed into a write timestamp",

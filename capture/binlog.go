@@ -29,14 +29,7 @@ type reader struct {
 	p      *pipeline
 	schema *schemaTracker
 
-	pos Position // after the last complete transaction
-	// clockMs is the site's commit clock: the commit time (ms) given to the last complete
-	// transaction of the site's domain. The binlog keeps whole seconds only, so each
-	// transaction gets max(binlog time, clockMs+1): commit times strictly increase in
-	// GTID order, and apply's last-writer-wins never orders two changes of one site
-	// against their commit order. Under more than 1,000 transactions a second the clock
-	// runs ahead of the wall clock and falls back when the load drops.
-	clockMs int64
+	pos     Position // after the last complete transaction
 	file    string
 	logPos  uint32
 	tables  map[uint64]*tableSchema
@@ -52,7 +45,6 @@ type txnState struct {
 	gtid       GTID
 	gtidStr    string
 	ts         uint32
-	tsMs       int64  // commit time on the site's commit clock
 	skip       string // reason when the transaction is not published
 	standalone bool
 	buf        []*changeevent.Event
@@ -133,7 +125,6 @@ func (r *reader) begin(ctx context.Context, ev *replication.BinlogEvent, e *repl
 	g := GTID{Domain: e.GTID.DomainID, Server: ev.Header.ServerID, Seq: e.GTID.SequenceNumber}
 	r.txn = txnState{active: true, gtid: g, gtidStr: g.String(), ts: ev.Header.Timestamp, standalone: e.IsStandalone(),
 		buf: r.txn.buf[:0], subjects: r.txn.subjects[:0], tables: r.txn.tables, touched: r.txn.touched[:0]}
-	r.txn.tsMs = max(int64(ev.Header.Timestamp)*1000, r.clockMs+1)
 	if r.txn.tables == nil {
 		r.txn.tables = map[string]struct{}{}
 	}
@@ -240,7 +231,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 func (r *reader) source(evt *changeevent.Event, db, table string, pos uint32) {
 	evt.Source = changeevent.Source{Version: Version, Connector: "mariadb", Name: r.c.cfg.Site,
 		ServerID: r.txn.gtid.Server, GTID: r.txn.gtidStr, File: r.file, Pos: pos, Row: r.txn.count,
-		TsMs: r.txn.tsMs, DB: db, Table: table, Snapshot: "false"}
+		TsMs: int64(r.txn.ts) * 1000, DB: db, Table: table, Snapshot: "false"}
 	evt.TsMs = time.Now().UnixMilli()
 	evt.Transaction = changeevent.Transaction{ID: r.txn.gtidStr, Index: r.txn.count}
 }
@@ -286,9 +277,8 @@ func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error 
 	r.txn.active = false
 	if r.txn.gtid.Domain == r.c.cfg.DomainID {
 		r.pos[r.txn.gtid.Domain] = r.txn.gtid
-		r.clockMs = r.txn.tsMs
 	}
-	b := &batch{endPos: &resumePoint{Pos: r.pos.Clone(), File: r.file, Offset: r.logPos, ClockMs: r.clockMs}, txns: 1}
+	b := &batch{endPos: &resumePoint{Pos: r.pos.Clone(), File: r.file, Offset: r.logPos}, txns: 1}
 	if n := len(r.txn.buf); n > 0 {
 		total := r.txn.count
 		for _, e := range r.txn.buf {

@@ -85,8 +85,6 @@ type resumePoint struct {
 	Pos    Position
 	File   string
 	Offset uint32
-	// ClockMs is the commit clock after the last complete transaction (see reader.clockMs).
-	ClockMs int64
 }
 
 func (r resumePoint) hasFile() bool { return r.File != "" && r.Offset > 0 }

@@ -24,11 +24,8 @@ type Checkpoint struct {
 	Position string `json:"position"`
 	// File and Offset are the same point in the server's binlog, used only when the
 	// server cannot find the GTID position (see Capturer.Run).
-	File   string `json:"file,omitempty"`
-	Offset uint32 `json:"offset,omitempty"`
-	// ClockMs is the site's commit clock at Position, so a restart stamps replayed
-	// transactions with the same commit times as before.
-	ClockMs int64     `json:"clock_ms,omitempty"`
+	File    string    `json:"file,omitempty"`
+	Offset  uint32    `json:"offset,omitempty"`
 	Updated time.Time `json:"updated"`
 }
 
@@ -68,7 +65,7 @@ func (s *state) loadCheckpoint(ctx context.Context) (*Checkpoint, error) {
 }
 
 func (s *state) saveCheckpoint(ctx context.Context, rp resumePoint) error {
-	data, _ := json.Marshal(Checkpoint{Position: rp.Pos.String(), File: rp.File, Offset: rp.Offset, ClockMs: rp.ClockMs, Updated: time.Now().UTC()})
+	data, _ := json.Marshal(Checkpoint{Position: rp.Pos.String(), File: rp.File, Offset: rp.Offset, Updated: time.Now().UTC()})
 	if _, err := s.kv.Put(ctx, checkpointKey, data); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
