@@ -110,7 +110,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			w.log.Warn("apply consumer interrupted; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 			w.status.fail(err, "")
-			_ = sleep(ctx, backoff)
+			_ = Sleep(ctx, backoff)
 			backoff = min(backoff*2, 10*time.Second)
 			continue
 		}
@@ -317,7 +317,7 @@ func (w *Worker) applyOne(ctx context.Context, s Sink, tx *Txn) (ok, refused boo
 		w.status.fail(err, table)
 		w.log.Warn("apply failed; retrying", zap.String("sink", s.Name()), zap.String("gtid", tx.ID),
 			zap.Duration("backoff", backoff), zap.Error(err))
-		if sleep(ctx, backoff) != nil {
+		if Sleep(ctx, backoff) != nil {
 			return false, false
 		}
 		backoff = min(backoff*2, 5*time.Second)
@@ -419,7 +419,8 @@ func (w *Worker) poll(ctx context.Context, r *run) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// Sleep waits d, or returns ctx.Err() as soon as ctx is done.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -144,23 +144,12 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 				zap.String("gtid", tx.ID), zap.Error(err))
 			useSeq = false
 		case (n == errDeadlock || n == errLockWait) && attempt < 8:
-			if err := sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
+			if err := apply.Sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
 				return apply.Result{}, err
 			}
 		default:
 			return apply.Result{}, fmt.Errorf("mariadb: apply %s from %s: %w", tx.ID, tx.Origin, err)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
