@@ -67,6 +67,8 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 		default:
 			recs[k] = record{localPos: st.localPos, rowHash: st.rowHash, repair: st.repair && seq <= st.localPos}
 		}
+		s.trace("own", k, p, st, zap.Bool("candidate", candidates[k]), zap.Bool("rewrite", rewrite[k]),
+			zap.Bool("restore", restore[k].gtid != ""))
 	}
 	if len(rewrite) > 0 {
 		n, err := s.writeRows(ctx, tx, p, rewrite)
@@ -125,9 +127,8 @@ func (s *Sink) restoreWinners(ctx context.Context, tx *sql.Tx, p *plan, restore 
 	}
 	for k := range keys {
 		st := restore[k]
-		p.ver[k] = version{st.version, st.origin, st.gtid} // the winner stays recorded
-		p.deleted[k] = st.winnerDeleted()
-		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: st.winner}
+		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: st.winner, // the winner stays recorded
+			keep: &version{st.version, st.origin, st.gtid}, keepDeleted: st.winnerDeleted()}
 	}
 	return nil
 }
@@ -216,7 +217,8 @@ func (s *Sink) parsePos(pos string) uint64 {
 
 // rowHashes returns the MD5 of the current row of each key (no entry when the row does not
 // exist), over the columns of the key's last change, computed by the server so that it is
-// comparable across calls. Keys are looked up in one UNION ALL query per chunk.
+// comparable across calls. Keys are looked up in one UNION ALL query per chunk. The rows
+// are read FOR UPDATE: a local write cannot slip in between the check and a rewrite.
 func (s *Sink) rowHashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (map[metaKey][]byte, error) {
 	return s.hashes(ctx, tx, p, keys, nil)
 }
@@ -294,5 +296,17 @@ func hashQuery(c apply.RowChange, i int) (string, []any, error) {
 		}
 	}
 	return "(SELECT " + strconv.Itoa(i) + ", UNHEX(MD5(CONCAT_WS(',', " + strings.Join(cols, ", ") + "))) FROM " + table +
-		" WHERE " + strings.Join(where, " AND ") + ")", args, nil
+		" WHERE " + strings.Join(where, " AND ") + " FOR UPDATE)", args, nil
+}
+
+// trace logs, at debug level, the decision taken for one key (for diagnosing divergence).
+func (s *Sink) trace(path string, k metaKey, p *plan, st stored, fields ...zap.Field) {
+	if !s.log.Core().Enabled(zap.DebugLevel) {
+		return
+	}
+	in := p.ver[k]
+	s.log.Debug("decision", append([]zap.Field{zap.String("path", path), zap.String("table", k.table),
+		zap.String("key", p.text[k]), zap.String("gtid", in.gtid), zap.Stringer("version", in.v),
+		zap.Bool("absent", st.absent), zap.String("stored_gtid", st.gtid), zap.Stringer("stored", st.version),
+		zap.Uint64("local_pos", st.localPos), zap.Bool("repair", st.repair)}, fields...)...)
 }

@@ -211,6 +211,11 @@ type record struct {
 	rowHash  []byte
 	repair   bool
 	winner   []byte
+	// keep, when set, is the version to store instead of the transaction's (a restored
+	// winner), with keepDeleted the row's state. The plan itself is never changed: a
+	// transaction retried after a deadlock must start from the same plan.
+	keep        *version
+	keepDeleted bool
 }
 
 // plan is a transaction's row changes and the distinct keys they touch.
@@ -302,6 +307,7 @@ func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq boo
 				zap.String("winner_origin", st.origin), zap.String("winner_gtid", st.gtid),
 				zap.Stringer("winner_version", st.version))
 		}
+		s.trace("remote", k, p, st, zap.Bool("win", win[k]))
 	}
 	if len(win) > 0 {
 		n, err := s.writeRows(ctx, sqlTx, p, win)
@@ -335,6 +341,10 @@ func (s *Sink) remoteRecords(ctx context.Context, tx *sql.Tx, p *plan, keys map[
 			return nil, err
 		}
 		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: w}
+		if s.log.Core().Enabled(zap.DebugLevel) {
+			s.log.Debug("decision", zap.String("path", "remote-written"), zap.String("key", p.text[k]),
+				zap.String("gtid", p.ver[k].gtid), zap.Uint64("new_local_pos", pos), zap.Bool("deleted", hashes[k] == nil))
+		}
 	}
 	return recs, nil
 }
@@ -394,9 +404,12 @@ func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[
 		var args []any
 		var rows []string
 		for _, k := range chunk {
-			v, r := p.ver[k], recs[k]
+			v, r, deleted := p.ver[k], recs[k], p.deleted[k]
+			if r.keep != nil {
+				v, deleted = *r.keep, r.keepDeleted
+			}
 			args = append(args, k.db, k.table, k.hash[:], v.v.TsMs, v.v.Domain, v.v.Seq,
-				v.origin, v.gtid, p.deleted[k], p.text[k], r.localPos, r.rowHash, r.repair, r.winner)
+				v.origin, v.gtid, deleted, p.text[k], r.localPos, r.rowHash, r.repair, r.winner)
 			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		}
 		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,deleted,pk,local_pos,row_hash,repair,winner) VALUES " +

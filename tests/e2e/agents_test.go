@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -129,7 +130,13 @@ func (a *agent) kill() { a.signal(syscall.SIGKILL) }
 func (a *agent) stop() { a.signal(syscall.SIGTERM) }
 
 func (a *agent) dumpLog() {
-	data, _ := os.ReadFile(a.log)
+	raw, _ := os.ReadFile(a.log)
+	var data []byte
+	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
+		if !bytes.Contains(line, []byte("\tdecision\t")) { // per-key debug traces: see explain
+			data = append(data, line...)
+		}
+	}
 	if len(data) > 4000 {
 		data = data[len(data)-4000:]
 	}
@@ -155,7 +162,9 @@ type mirror struct {
 	// noFollowOwn runs apply without its own site's stream (benchmark diagnosis only: the
 	// conflict rule then does not see local writes).
 	noFollowOwn bool
-	sites       []*siteAgents
+	// applyLog is the apply agents' log level; "debug" traces every per-key decision.
+	applyLog string
+	sites    []*siteAgents
 }
 
 // newMirror configures (does not start) the agents of sites for database db. The capture
@@ -166,7 +175,8 @@ func newMirror(t testing.TB, natsURL, db, keyspace string, sites []testenv.Site)
 	if natsURL == testenv.NATS(t) {
 		prefix = testenv.Prefix(t)
 	}
-	m := &mirror{t: t, db: db, natsURL: natsURL, keyspace: keyspace, noFollowOwn: os.Getenv("E2E_NO_FOLLOW_OWN") != ""}
+	m := &mirror{t: t, db: db, natsURL: natsURL, keyspace: keyspace, noFollowOwn: os.Getenv("E2E_NO_FOLLOW_OWN") != "",
+		applyLog: "warn"}
 	for _, s := range sites {
 		name := strings.ToLower(prefix) + "_" + s.Name
 		m.sites = append(m.sites, &siteAgents{site: s, name: name, stream: prefix + "_" + strings.ToUpper(s.Name)})
@@ -251,8 +261,8 @@ mariadb: {dsn: "%s"}
 %sfollow_own: %v
 ack_wait: 30s
 metrics_addr: ""
-log: {level: warn, format: console}
-`, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn)
+log: {level: %s, format: console}
+`, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn, m.applyLog)
 }
 
 func (m *mirror) startAll() {

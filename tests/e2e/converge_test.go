@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -235,6 +236,7 @@ func runConverge(t *testing.T, natsURL string, write time.Duration, doChaos chao
 	db := testenv.NewDatabase(t, sites...)
 	ks, session := testenv.NewKeyspace(t)
 	m := newMirror(t, natsURL, db, ks, sites)
+	m.applyLog = "debug" // explain shows the decisions taken for rows that diverge
 	m.startAll()
 	var pools []*sql.DB
 	for _, s := range sites {
@@ -465,6 +467,19 @@ func explain(t *testing.T, m *mirror, session *gocql.Session, ks, db string, cer
 		err := session.Query(fmt.Sprintf(`SELECT music_origin, music_gtid, music_version, writetime(v) FROM %s."%s" WHERE id = ?`,
 			ks, cassandra.TableName(db, "kv")), id).Scan(&origin, &gtid, &version, &wt)
 		t.Logf("store row %d: origin %s gtid %s music_version %d writetime(v) %d (err %v)", id, origin, gtid, version, wt, err)
+	}
+	for _, sa := range m.sites {
+		data, _ := os.ReadFile(sa.apply.log)
+		for _, id := range ids {
+			var lines []string
+			for _, line := range strings.Split(string(data), "\n") {
+				if strings.Contains(line, fmt.Sprintf(`"key": "[%d]"`, id)) {
+					lines = append(lines, line)
+				}
+			}
+			t.Logf("apply %s, row %d: last %d of %d log lines:\n%s", sa.site.Name, id, min(len(lines), 40), len(lines),
+				strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
 	}
 	_, js := testenv.Connect(t, m.natsURL)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
