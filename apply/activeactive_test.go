@@ -27,6 +27,8 @@ type writer struct {
 	o    *origin
 	kv   applytest.Table
 	js   jetstream.JetStream
+
+	clockUs int64
 }
 
 func (w *writer) write(t *testing.T, rng *rand.Rand, i int) {
@@ -79,6 +81,9 @@ func (w *writer) write(t *testing.T, rng *rand.Rand, i int) {
 	}
 	evs := w.o.Tx(time.Now().Unix()*1000, e)
 	evs[0].Source.GTID, evs[0].Transaction.ID = gtid, gtid
+	// The commit clock, as capture keeps it: the wall clock, strictly increasing per site.
+	w.clockUs = max(time.Now().UnixMicro(), w.clockUs+1)
+	evs[0].Source.TsUs, evs[0].Source.TsMs = w.clockUs, w.clockUs/1000
 	publish(t, w.js, evs...)
 }
 

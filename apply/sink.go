@@ -64,7 +64,7 @@ func NewTxn(events []*changeevent.Event) (*Txn, error) {
 	}
 	return &Txn{
 		Origin: first.Source.Name, ID: first.Transaction.ID, GTID: g, Events: events,
-		Version: Version{TsMs: first.Source.TsMs, Domain: g.Domain, Seq: g.Seq},
+		Version: Version{TsUs: commitUs(first.Source), Domain: g.Domain, Seq: g.Seq},
 	}, nil
 }
 
@@ -92,7 +92,15 @@ func EventVersion(e *changeevent.Event) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
-	return Version{TsMs: e.Source.TsMs, Domain: g.Domain, Seq: g.Seq}, nil
+	return Version{TsUs: commitUs(e.Source), Domain: g.Domain, Seq: g.Seq}, nil
+}
+
+// commitUs is the source commit time in µs (ts_us, or ts_ms for events without it).
+func commitUs(s changeevent.Source) int64 {
+	if s.TsUs != 0 {
+		return s.TsUs
+	}
+	return s.TsMs * 1000
 }
 
 // Result says what a sink did with a transaction's rows.

@@ -30,10 +30,12 @@ func ParseGTID(s string) (GTID, error) {
 
 func (g GTID) String() string { return fmt.Sprintf("%d-%d-%d", g.Domain, g.Server, g.Seq) }
 
-// Version orders the changes of one row for the conflict rule: origin commit time, then
-// the origin's GTID domain (one per site), then the GTID sequence number.
+// Version orders the changes of one row for the conflict rule: origin commit time (µs, on
+// the origin's commit clock: capture gives every transaction of a site a strictly greater
+// time than the one before, see capture's commitClock), then the origin's GTID domain (one
+// per site), then the GTID sequence number.
 type Version struct {
-	TsMs   int64
+	TsUs   int64
 	Domain uint32
 	Seq    uint64
 }
@@ -41,8 +43,8 @@ type Version struct {
 // Compare returns -1, 0 or +1 as v is older than, equal to or newer than w.
 func (v Version) Compare(w Version) int {
 	switch {
-	case v.TsMs != w.TsMs:
-		return cmp(v.TsMs < w.TsMs)
+	case v.TsUs != w.TsUs:
+		return cmp(v.TsUs < w.TsUs)
 	case v.Domain != w.Domain:
 		return cmp(v.Domain < w.Domain)
 	case v.Seq != w.Seq:
@@ -59,24 +61,30 @@ func cmp(less bool) int {
 }
 
 func (v Version) String() string {
-	return fmt.Sprintf("ts_ms=%d domain=%d seq=%d", v.TsMs, v.Domain, v.Seq)
+	return fmt.Sprintf("ts_us=%d domain=%d seq=%d", v.TsUs, v.Domain, v.Seq)
 }
 
 // MaxTimestampDomain is the highest GTID domain id WriteTimestamp can encode.
 const MaxTimestampDomain = 15
 
 // WriteTimestamp packs v into one int64 for stores that resolve conflicts by a write
-// timestamp (Cassandra's USING TIMESTAMP): ts_ms<<20 | domain<<16 | seq mod 2^16. It orders
-// like Compare except for two changes of one row by one origin within the same
-// millisecond whose sequence numbers straddle a multiple of 2^16 (documented limitation).
-// Valid until the year 2248.
+// timestamp (Cassandra's USING TIMESTAMP): ts_us<<4 | domain. It orders like Compare
+// because the commit clock never gives two transactions of one origin the same time, so
+// the sequence number is not needed. (Events from before the commit clock, with whole
+// seconds only, can tie; Cassandra then keeps the greater cell value.) Valid for 18,000
+// years.
 func (v Version) WriteTimestamp() (int64, error) {
 	if v.Domain > MaxTimestampDomain {
 		return 0, fmt.Errorf("%w: gtid domain %d above %d cannot be packed into a write timestamp",
 			ErrRefused, v.Domain, MaxTimestampDomain)
 	}
-	if v.TsMs < 0 || v.TsMs >= 1<<43 {
-		return 0, fmt.Errorf("%w: commit time %d ms out of range", ErrRefused, v.TsMs)
+	if v.TsUs < 0 || v.TsUs >= 1<<59 {
+		return 0, fmt.Errorf("%w: commit time %d µs out of range", ErrRefused, v.TsUs)
 	}
-	return v.TsMs<<20 | int64(v.Domain)<<16 | int64(v.Seq&0xFFFF), nil
+	return v.TsUs<<4 | int64(v.Domain), nil
+}
+
+// VersionOf returns the version a write timestamp encodes (without the sequence number).
+func VersionOf(writeTimestamp int64) Version {
+	return Version{TsUs: writeTimestamp >> 4, Domain: uint32(writeTimestamp & 0xF)}
 }

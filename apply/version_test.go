@@ -32,11 +32,12 @@ func TestParseGTID(t *testing.T) {
 func TestVersionOrderAndWriteTimestamp(t *testing.T) {
 	// Ascending: time first, then domain, then sequence.
 	asc := []Version{
-		{TsMs: 1000, Domain: 9, Seq: 99},
-		{TsMs: 2000, Domain: 1, Seq: 5},
-		{TsMs: 2000, Domain: 1, Seq: 6},
-		{TsMs: 2000, Domain: 2, Seq: 1},
-		{TsMs: 2001, Domain: 1, Seq: 1},
+		{TsUs: 1000, Domain: 9, Seq: 99},
+		{TsUs: 2000, Domain: 1, Seq: 5},
+		{TsUs: 2001, Domain: 1, Seq: 6},
+		{TsUs: 2001, Domain: 2, Seq: 1},
+		{TsUs: 2002, Domain: 1, Seq: 1},
+		{TsUs: 1 << 58, Domain: 15, Seq: 1 << 40},
 	}
 	for i := range asc {
 		for j := range asc {
@@ -56,8 +57,12 @@ func TestVersionOrderAndWriteTimestamp(t *testing.T) {
 			}
 		}
 	}
-	if _, err := (Version{TsMs: 1, Domain: 16}).WriteTimestamp(); !errors.Is(err, ErrRefused) {
+	if _, err := (Version{TsUs: 1, Domain: 16}).WriteTimestamp(); !errors.Is(err, ErrRefused) {
 		t.Errorf("domain 16: %v, want ErrRefused", err)
+	}
+	v := Version{TsUs: 1_800_000_000_123_456, Domain: 3, Seq: 7}
+	if wt, _ := v.WriteTimestamp(); VersionOf(wt) != (Version{TsUs: v.TsUs, Domain: v.Domain}) {
+		t.Errorf("VersionOf(WriteTimestamp(%v)) = %v", v, VersionOf(wt))
 	}
 }
 

@@ -344,7 +344,7 @@ func (w *Worker) count(s Sink, tx *Txn, res Result) {
 // applied records lag and progress once every sink has tx.
 func (w *Worker) applied(tx *Txn) {
 	now := time.Now()
-	lag := now.UnixMilli() - tx.Version.TsMs
+	lag := (now.UnixMicro() - tx.Version.TsUs) / 1000
 	w.metrics.Lag.WithLabelValues(w.cfg.Origin).Observe(float64(lag) / 1000)
 	w.status.update(func(st *OriginStatus) {
 		st.Applied++

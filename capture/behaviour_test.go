@@ -241,3 +241,51 @@ func rowEvents(events []*changeevent.Event) []*changeevent.Event {
 	}
 	return out
 }
+
+// The binlog keeps commit times in whole seconds; capture's commit clock makes them
+// strictly increase in GTID order, so last-writer-wins at the remote sites never orders
+// two changes of one site against their commit order.
+func TestCommitClockIncreases(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.exec("CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+	h.start(h.cfg)
+	stmts := []string{"INSERT INTO t VALUES (1, 0)"}
+	for i := 1; i <= 40; i++ {
+		stmts = append(stmts, fmt.Sprintf("UPDATE t SET v = %d WHERE id = 1", i))
+	}
+	before := time.Now().Add(-time.Second).UnixMicro()
+	h.exec(stmts...)
+	events := rowEvents(h.read(h.cfg.Stream, len(stmts), 30*time.Second))
+	if len(events) != len(stmts) {
+		t.Fatalf("got %d row events, want %d", len(events), len(stmts))
+	}
+	for i, e := range events {
+		if e.Source.TsUs < before || e.Source.TsUs > time.Now().Add(time.Minute).UnixMicro() || e.Source.TsMs != e.Source.TsUs/1000 {
+			t.Fatalf("event %d: commit time %d µs (%d ms) far from the wall clock %d µs", i, e.Source.TsUs, e.Source.TsMs, before)
+		}
+		if i > 0 && e.Source.TsUs <= events[i-1].Source.TsUs {
+			t.Fatalf("event %d (%s): commit time %d not after %d (%s)", i, e.Source.GTID,
+				e.Source.TsUs, events[i-1].Source.TsUs, events[i-1].Source.GTID)
+		}
+	}
+}
+
+func TestCommitClock(t *testing.T) {
+	const sec = 1_800_000_000
+	lo := int64(sec) * 1_000_000
+	for _, c := range []struct {
+		name            string
+		now, prev, want int64
+	}{
+		{"live: the wall clock", lo + 1234, lo - 5, lo + 1234},
+		{"capture clock behind the server's: the binlog second", lo - 3_000_000, 0, lo},
+		{"catching up: the end of the binlog second", lo + 90_000_000, lo + 10, lo + 999_999},
+		{"busy second: after the previous transaction", lo + 500, lo + 700, lo + 701},
+		{"past the second under load", lo + 999_999, lo + 999_999, lo + 1_000_000},
+	} {
+		if got := commitClock(sec, c.now, c.prev); got != c.want {
+			t.Errorf("%s: commitClock(%d, %d, %d) = %d, want %d", c.name, sec, c.now, c.prev, got, c.want)
+		}
+	}
+}

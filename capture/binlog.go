@@ -29,7 +29,16 @@ type reader struct {
 	p      *pipeline
 	schema *schemaTracker
 
-	pos     Position // after the last complete transaction
+	pos Position // after the last complete transaction
+	// clockUs is the site's commit clock: the commit time (µs) given to the last complete
+	// transaction of the site's domain. The binlog keeps whole seconds only, so each
+	// transaction gets the wall clock at capture, kept inside its binlog second, and
+	// strictly after the one before: max(binlog s, min(now, binlog s + 999999 µs),
+	// clockUs + 1). Commit times thus strictly increase in GTID order (apply's
+	// last-writer-wins never orders two changes of one site against their commit order,
+	// and the Cassandra write timestamp needs no sequence number), and follow real time to
+	// the millisecond while capture keeps up.
+	clockUs int64
 	file    string
 	logPos  uint32
 	tables  map[uint64]*tableSchema
@@ -45,6 +54,7 @@ type txnState struct {
 	gtid       GTID
 	gtidStr    string
 	ts         uint32
+	tsUs       int64  // commit time on the site's commit clock
 	skip       string // reason when the transaction is not published
 	standalone bool
 	buf        []*changeevent.Event
@@ -125,6 +135,7 @@ func (r *reader) begin(ctx context.Context, ev *replication.BinlogEvent, e *repl
 	g := GTID{Domain: e.GTID.DomainID, Server: ev.Header.ServerID, Seq: e.GTID.SequenceNumber}
 	r.txn = txnState{active: true, gtid: g, gtidStr: g.String(), ts: ev.Header.Timestamp, standalone: e.IsStandalone(),
 		buf: r.txn.buf[:0], subjects: r.txn.subjects[:0], tables: r.txn.tables, touched: r.txn.touched[:0]}
+	r.txn.tsUs = commitClock(ev.Header.Timestamp, time.Now().UnixMicro(), r.clockUs)
 	if r.txn.tables == nil {
 		r.txn.tables = map[string]struct{}{}
 	}
@@ -231,7 +242,7 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 func (r *reader) source(evt *changeevent.Event, db, table string, pos uint32) {
 	evt.Source = changeevent.Source{Version: Version, Connector: "mariadb", Name: r.c.cfg.Site,
 		ServerID: r.txn.gtid.Server, GTID: r.txn.gtidStr, File: r.file, Pos: pos, Row: r.txn.count,
-		TsMs: int64(r.txn.ts) * 1000, DB: db, Table: table, Snapshot: "false"}
+		TsMs: r.txn.tsUs / 1000, TsUs: r.txn.tsUs, DB: db, Table: table, Snapshot: "false"}
 	evt.TsMs = time.Now().UnixMilli()
 	evt.Transaction = changeevent.Transaction{ID: r.txn.gtidStr, Index: r.txn.count}
 }
@@ -277,8 +288,9 @@ func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error 
 	r.txn.active = false
 	if r.txn.gtid.Domain == r.c.cfg.DomainID {
 		r.pos[r.txn.gtid.Domain] = r.txn.gtid
+		r.clockUs = r.txn.tsUs
 	}
-	b := &batch{endPos: &resumePoint{Pos: r.pos.Clone(), File: r.file, Offset: r.logPos}, txns: 1}
+	b := &batch{endPos: &resumePoint{Pos: r.pos.Clone(), File: r.file, Offset: r.logPos, ClockUs: r.clockUs}, txns: 1}
 	if n := len(r.txn.buf); n > 0 {
 		total := r.txn.count
 		for _, e := range r.txn.buf {
@@ -402,4 +414,12 @@ func classifyBinlogError(err error, pos Position) error {
 func keyString(k changeevent.Row) string {
 	data, _ := json.Marshal(k)
 	return string(data)
+}
+
+// commitClock is the commit time (µs) of a transaction whose binlog time is sec, read at
+// now (µs), after one stamped prev: the wall clock kept inside the binlog second, and
+// strictly after prev.
+func commitClock(sec uint32, now, prev int64) int64 {
+	lo := int64(sec) * 1_000_000
+	return max(lo, min(now, lo+999_999), prev+1)
 }

@@ -228,7 +228,7 @@ func (c *Capturer) startPosition(ctx context.Context, st *state, db *sql.DB) (re
 	}
 	if cp != nil {
 		pos, err := ParsePosition(cp.Position)
-		return resumePoint{Pos: pos, File: cp.File, Offset: cp.Offset}, err
+		return resumePoint{Pos: pos, File: cp.File, Offset: cp.Offset, ClockUs: cp.ClockUs}, err
 	}
 	var rp resumePoint
 	switch {
@@ -371,7 +371,7 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); c.checkpointer(pipeCtx, st, p, ackDone) }()
 
-	r := &reader{c: c, p: p, schema: schema, pos: start.Clone(), tables: map[uint64]*tableSchema{},
+	r := &reader{c: c, p: p, schema: schema, pos: start.Clone(), clockUs: rp.ClockUs, tables: map[uint64]*tableSchema{},
 		noPK: map[string]bool{}, stopped: map[string]error{}}
 	for name, err := range c.TableErrors() {
 		r.stopped[name] = err

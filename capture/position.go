@@ -85,6 +85,8 @@ type resumePoint struct {
 	Pos    Position
 	File   string
 	Offset uint32
+	// ClockUs is the commit clock after the last complete transaction (see reader.clockUs).
+	ClockUs int64
 }
 
 func (r resumePoint) hasFile() bool { return r.File != "" && r.Offset > 0 }

@@ -24,8 +24,11 @@ type Checkpoint struct {
 	Position string `json:"position"`
 	// File and Offset are the same point in the server's binlog, used only when the
 	// server cannot find the GTID position (see Capturer.Run).
-	File    string    `json:"file,omitempty"`
-	Offset  uint32    `json:"offset,omitempty"`
+	File   string `json:"file,omitempty"`
+	Offset uint32 `json:"offset,omitempty"`
+	// ClockUs is the site's commit clock at Position, so that after a restart commit
+	// times keep increasing (see reader.clockUs).
+	ClockUs int64     `json:"clock_us,omitempty"`
 	Updated time.Time `json:"updated"`
 }
 
@@ -65,7 +68,7 @@ func (s *state) loadCheckpoint(ctx context.Context) (*Checkpoint, error) {
 }
 
 func (s *state) saveCheckpoint(ctx context.Context, rp resumePoint) error {
-	data, _ := json.Marshal(Checkpoint{Position: rp.Pos.String(), File: rp.File, Offset: rp.Offset, Updated: time.Now().UTC()})
+	data, _ := json.Marshal(Checkpoint{Position: rp.Pos.String(), File: rp.File, Offset: rp.Offset, ClockUs: rp.ClockUs, Updated: time.Now().UTC()})
 	if _, err := s.kv.Put(ctx, checkpointKey, data); err != nil {
 		return fmt.Errorf("write checkpoint: %w", err)
 	}

@@ -87,6 +87,9 @@ func appendSource(dst []byte, s *Source) []byte {
 	}
 	dst = strconv.AppendInt(append(dst, `,"row":`...), int64(s.Row), 10)
 	dst = strconv.AppendInt(append(dst, `,"ts_ms":`...), s.TsMs, 10)
+	if s.TsUs != 0 {
+		dst = strconv.AppendInt(append(dst, `,"ts_us":`...), s.TsUs, 10)
+	}
 	dst = appendString(append(dst, `,"db":`...), s.DB)
 	dst = appendString(append(dst, `,"table":`...), s.Table)
 	dst = appendString(append(dst, `,"snapshot":`...), s.Snapshot)

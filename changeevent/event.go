@@ -66,7 +66,8 @@ type Source struct {
 	File      string `json:"file,omitempty"`
 	Pos       uint32 `json:"pos,omitempty"`
 	Row       int    `json:"row"`   // index of this row in its transaction, from 0
-	TsMs      int64  `json:"ts_ms"` // source commit time
+	TsMs      int64  `json:"ts_ms"`           // source commit time, ms (TsUs/1000)
+	TsUs      int64  `json:"ts_us,omitempty"` // source commit time on the origin's commit clock, µs (0: TsMs*1000)
 	DB        string `json:"db"`
 	Table     string `json:"table"`
 	Snapshot  string `json:"snapshot"` // "false", "true", or "last" for a snapshot's last row

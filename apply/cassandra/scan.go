@@ -128,7 +128,7 @@ func rowEvent(db, table string, cols []changeevent.Column, dest []any) (*changee
 		after[c.Name] = v
 	}
 	return &changeevent.Event{Op: changeevent.OpRead, After: after, Columns: cols,
-		Source: changeevent.Source{Connector: "music-store", Name: origin, GTID: gtid, TsMs: wt >> 20,
+		Source: changeevent.Source{Connector: "music-store", Name: origin, GTID: gtid, TsMs: apply.VersionOf(wt).TsUs / 1000, TsUs: apply.VersionOf(wt).TsUs,
 			DB: db, Table: table, Snapshot: "true"}}, nil
 }
 

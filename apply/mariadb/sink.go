@@ -86,9 +86,11 @@ func (s *Sink) createMeta(ctx context.Context) error {
 		"CREATE DATABASE IF NOT EXISTS " + s.meta,
 		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.row_versions (
 			db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, pk_hash BINARY(32) NOT NULL,
-			ts_ms BIGINT NOT NULL, domain_id INT UNSIGNED NOT NULL, seq BIGINT UNSIGNED NOT NULL,
+			ts_us BIGINT NOT NULL, domain_id INT UNSIGNED NOT NULL, seq BIGINT UNSIGNED NOT NULL,
 			origin VARCHAR(64) NOT NULL, gtid VARCHAR(64) NOT NULL, deleted TINYINT NOT NULL,
 			pk TEXT NOT NULL, PRIMARY KEY (db, tbl, pk_hash)) ENGINE=InnoDB`,
+		// Metadata of an earlier MUSIC: commit times were whole seconds in ms.
+		`ALTER TABLE ` + s.meta + `.row_versions CHANGE COLUMN IF EXISTS ts_ms ts_us BIGINT NOT NULL`,
 		`ALTER TABLE ` + s.meta + `.row_versions ADD COLUMN IF NOT EXISTS local_pos BIGINT UNSIGNED NOT NULL DEFAULT 0,
 			ADD COLUMN IF NOT EXISTS row_hash BINARY(16) NULL, ADD COLUMN IF NOT EXISTS repair TINYINT NOT NULL DEFAULT 0,
 			ADD COLUMN IF NOT EXISTS winner MEDIUMBLOB NULL`,
@@ -362,11 +364,11 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 			tuples = append(tuples, "(?,?,?)")
 			rows = append(rows, "(?,?,?,-1,0,0,'','',0,'')")
 		}
-		ins := "INSERT IGNORE INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,deleted,pk) VALUES " + join(rows)
+		ins := "INSERT IGNORE INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk) VALUES " + join(rows)
 		if _, err := tx.ExecContext(ctx, ins, args...); err != nil {
 			return nil, fmt.Errorf("reserve versions: %w", err)
 		}
-		sel := "SELECT db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,local_pos,row_hash,repair,winner FROM " + s.meta +
+		sel := "SELECT db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,local_pos,row_hash,repair,winner FROM " + s.meta +
 			".row_versions WHERE (db,tbl,pk_hash) IN (" + join(tuples) + ") FOR UPDATE"
 		rs, err := tx.QueryContext(ctx, sel, args...)
 		if err != nil {
@@ -376,13 +378,13 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 			var k metaKey
 			var h []byte
 			var st stored
-			if err := rs.Scan(&k.db, &k.table, &h, &st.version.TsMs, &st.version.Domain, &st.version.Seq, &st.origin, &st.gtid,
+			if err := rs.Scan(&k.db, &k.table, &h, &st.version.TsUs, &st.version.Domain, &st.version.Seq, &st.origin, &st.gtid,
 				&st.localPos, &st.rowHash, &st.repair, &st.winner); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read versions: %w", err)
 			}
 			copy(k.hash[:], h)
-			st.absent = st.version.TsMs == -1
+			st.absent = st.version.TsUs == -1
 			out[k] = st
 		}
 		if err := rs.Close(); err != nil {
@@ -408,12 +410,12 @@ func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[
 			if r.keep != nil {
 				v, deleted = *r.keep, r.keepDeleted
 			}
-			args = append(args, k.db, k.table, k.hash[:], v.v.TsMs, v.v.Domain, v.v.Seq,
+			args = append(args, k.db, k.table, k.hash[:], v.v.TsUs, v.v.Domain, v.v.Seq,
 				v.origin, v.gtid, deleted, p.text[k], r.localPos, r.rowHash, r.repair, r.winner)
 			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		}
-		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_ms,domain_id,seq,origin,gtid,deleted,pk,local_pos,row_hash,repair,winner) VALUES " +
-			join(rows) + " ON DUPLICATE KEY UPDATE ts_ms=VALUES(ts_ms), domain_id=VALUES(domain_id), seq=VALUES(seq)," +
+		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk,local_pos,row_hash,repair,winner) VALUES " +
+			join(rows) + " ON DUPLICATE KEY UPDATE ts_us=VALUES(ts_us), domain_id=VALUES(domain_id), seq=VALUES(seq)," +
 			" origin=VALUES(origin), gtid=VALUES(gtid), deleted=VALUES(deleted), pk=VALUES(pk)," +
 			" local_pos=VALUES(local_pos), row_hash=VALUES(row_hash), repair=VALUES(repair), winner=VALUES(winner)"
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/gocql/gocql"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/cassandra"
 	"github.com/music-coord/music/changeevent"
 	"github.com/music-coord/music/internal/testenv"
@@ -489,21 +488,17 @@ func explain(t *testing.T, m *mirror, session *gocql.Session, ks, db string, cer
 		for _, e := range readStream(t, ctx, js, sa.stream) {
 			for _, id := range ids {
 				if k, ok := e.Key["id"]; ok && fmt.Sprint(k) == strconv.FormatInt(id, 10) {
-					t.Logf("stream %s: row %d op %s gtid %s ts_ms %d txn %d/%d after %v",
-						sa.stream, id, e.Op, e.Source.GTID, e.Source.TsMs, e.Transaction.Index, e.Transaction.Total, e.After)
+					t.Logf("stream %s: row %d op %s gtid %s ts_us %d txn %d/%d after %v",
+						sa.stream, id, e.Op, e.Source.GTID, e.Source.TsUs, e.Transaction.Index, e.Transaction.Total, e.After)
 					seen[id] = append(seen[id], e)
 				}
 			}
 		}
 		for id, evs := range seen {
 			for i := 1; i < len(evs); i++ {
-				p, c := evs[i-1], evs[i]
-				ps, _ := apply.ParseGTID(p.Source.GTID)
-				cs, _ := apply.ParseGTID(c.Source.GTID)
-				if p.Source.TsMs == c.Source.TsMs && ps.Seq>>16 != cs.Seq>>16 {
-					t.Logf("row %d: %s and %s share ts_ms %d and straddle a multiple of 2^16: apply.Version.WriteTimestamp "+
-						"gives the later change the lower Cassandra write timestamp, so the store keeps the older one",
-						id, p.Source.GTID, c.Source.GTID, c.Source.TsMs)
+				if p, c := evs[i-1], evs[i]; c.Source.TsUs <= p.Source.TsUs {
+					t.Logf("row %d: %s has commit time %d µs, not after %s's %d: the commit clock went back",
+						id, c.Source.GTID, c.Source.TsUs, p.Source.GTID, p.Source.TsUs)
 				}
 			}
 		}
