@@ -65,7 +65,7 @@ type Source struct {
 	GTID      string `json:"gtid"` // domain-server-seq
 	File      string `json:"file,omitempty"`
 	Pos       uint32 `json:"pos,omitempty"`
-	Row       int    `json:"row"`   // index of this row in its transaction, from 0
+	Row       int    `json:"row"`             // index of this row in its transaction, from 0
 	TsMs      int64  `json:"ts_ms"`           // source commit time, ms (TsUs/1000)
 	TsUs      int64  `json:"ts_us,omitempty"` // source commit time on the origin's commit clock, µs (0: TsMs*1000)
 	DB        string `json:"db"`
