@@ -47,6 +47,10 @@ type applyConfig struct {
 	MaxAckPending int               `yaml:"max_ack_pending"`
 	AckWait       time.Duration     `yaml:"ack_wait"`
 	FollowOwn     bool              `yaml:"follow_own"`   // also follow the site's own stream, so local writes enter the conflict rule
+	// StoreAllOrigins writes every origin's changes into the MUSIC store, not only the
+	// site's own (redundant: each site's agent writes its own changes, and Cassandra
+	// replicates them). Without follow_own every origin's changes go to the store anyway.
+	StoreAllOrigins bool `yaml:"store_all_origins"`
 	Resync        []string          `yaml:"resync"`       // db.table to bring up to the MUSIC store's state at start
 	Join          bool              `yaml:"join"`         // resync every table the MUSIC store holds (a new or wiped site)
 	MetricsAddr   string            `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
@@ -147,6 +151,7 @@ func runApply(args []string) int {
 	fs.StringVar(&cfg.Cassandra.Consistency, "cassandra-consistency", cfg.Cassandra.Consistency, "write consistency level")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "transactions applied concurrently per origin")
 	fs.BoolVar(&cfg.FollowOwn, "follow-own", cfg.FollowOwn, "follow the local site's own stream too (records local versions, repairs local writes an older remote change overwrote)")
+	fs.BoolVar(&cfg.StoreAllOrigins, "store-all-origins", cfg.StoreAllOrigins, "write every origin's changes into the MUSIC store, not only this site's own (redundant)")
 	fs.Var(listFlag{&cfg.Resync}, "resync", "db.table to resync from the MUSIC store while following the streams (comma-separated)")
 	fs.BoolVar(&cfg.Join, "join", cfg.Join, "resync every table of the MUSIC store (a new or wiped site joining)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /status and /healthz (empty: off)")
@@ -196,7 +201,7 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	for _, o := range follow {
 		w, err := apply.NewWorker(js, apply.Config{Local: cfg.Site, Origin: o, Stream: cfg.Streams[o],
 			Workers: cfg.Workers, MaxInFlight: cfg.MaxInFlight, MaxAckPending: cfg.MaxAckPending, AckWait: cfg.AckWait},
-			sinks, metrics, log)
+			sinksFor(cfg, o, sinks), metrics, log)
 		if err != nil {
 			return err
 		}
@@ -282,6 +287,24 @@ func runResyncs(ctx context.Context, cfg *applyConfig, sinks []apply.Sink, st *r
 			log.Error("resync failed", zap.String("table", t), zap.Int("rows", p.Rows), zap.Error(err))
 		}
 	}
+}
+
+// sinksFor is what the worker following origin writes to: the local MariaDB, and the MUSIC
+// store for the site's own changes only (each change enters the store once, from its own
+// site; Cassandra replicates it), unless store_all_origins, no own-stream follower, or no
+// MariaDB (a store-only agent).
+func sinksFor(cfg *applyConfig, origin string, sinks []apply.Sink) []apply.Sink {
+	var out []apply.Sink
+	for _, s := range sinks {
+		if _, store := s.(*cassandra.Sink); store && origin != cfg.Site && cfg.FollowOwn && !cfg.StoreAllOrigins {
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return sinks
+	}
+	return out
 }
 
 func openSinks(ctx context.Context, cfg *applyConfig, log *zap.Logger) ([]apply.Sink, func(), error) {

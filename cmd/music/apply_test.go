@@ -12,6 +12,7 @@ import (
 
 	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/cassandra"
+	"github.com/music-coord/music/apply/mariadb"
 )
 
 func TestApplyConfigValidateNamesTheField(t *testing.T) {
@@ -101,4 +102,24 @@ type nopSink struct{}
 func (nopSink) Name() string { return "nop" }
 func (nopSink) Apply(context.Context, *apply.Txn) (apply.Result, error) {
 	return apply.Result{}, nil
+}
+
+func TestStoreGetsEachChangeOnce(t *testing.T) {
+	db, store := apply.Sink((*mariadb.Sink)(nil)), apply.Sink((*cassandra.Sink)(nil))
+	both := []apply.Sink{db, store}
+	for _, c := range []struct {
+		name      string
+		cfg       applyConfig
+		sinks     []apply.Sink
+		own, peer int // sinks of the own-stream worker and of a peer's
+	}{
+		{"default: the store from the own stream only", applyConfig{Site: "a", FollowOwn: true}, both, 2, 1},
+		{"store_all_origins", applyConfig{Site: "a", FollowOwn: true, StoreAllOrigins: true}, both, 2, 2},
+		{"no own stream: every origin", applyConfig{Site: "a"}, both, 2, 2},
+		{"store-only agent: every origin", applyConfig{Site: "a", FollowOwn: true}, []apply.Sink{store}, 1, 1},
+	} {
+		if own, peer := len(sinksFor(&c.cfg, "a", c.sinks)), len(sinksFor(&c.cfg, "b", c.sinks)); own != c.own || peer != c.peer {
+			t.Errorf("%s: own stream %d sinks, peer %d; want %d, %d", c.name, own, peer, c.own, c.peer)
+		}
+	}
 }
