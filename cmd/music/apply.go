@@ -364,6 +364,7 @@ func applyMux(reg *prometheus.Registry, workers []*apply.Worker, resyncs *resync
 		_ = json.NewEncoder(w).Encode(resyncs.snapshot())
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	profiling(mux)
 	return mux
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"sort"
 
@@ -92,4 +94,12 @@ func newLogger(name string, o logging.Options) (*zap.Logger, bool) {
 		return nil, false
 	}
 	return log, true
+}
+
+// profiling serves Go's profiles under /debug/pprof/ on an agent's metrics address (which
+// listens on loopback by default).
+func profiling(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }

@@ -99,6 +99,7 @@ func (a *agent) start() {
 	fmt.Fprintf(f, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(a.bin, a.args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphans if the test binary dies
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		a.t.Fatal(err)
@@ -232,9 +233,9 @@ checkpoint_interval: 200ms
 heartbeat: 500ms
 max_backoff: 2s
 duplicate_window: 10m
-metrics_addr: ""
+metrics_addr: "%s"
 log: {level: warn, format: console}
-`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db)
+`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, metricsAddr(26100+sa.site.Index))
 }
 
 func (m *mirror) applyYAML(sa *siteAgents) string {
@@ -260,9 +261,19 @@ nats_url: %s
 mariadb: {dsn: "%s"}
 %sfollow_own: %v
 ack_wait: 30s
-metrics_addr: ""
+metrics_addr: "%s"
 log: {level: %s, format: console}
-`, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn, m.applyLog)
+`, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn,
+		metricsAddr(26200+sa.site.Index), m.applyLog)
+}
+
+// metricsAddr is an agent's metrics address (with /debug/pprof/) when E2E_PPROF is set, for
+// profiling a benchmark: capture of site i on 26100+i, apply on 26200+i. Otherwise none.
+func metricsAddr(port int) string {
+	if os.Getenv("E2E_PPROF") == "" {
+		return ""
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 func (m *mirror) startAll() {
