@@ -151,6 +151,8 @@ type siteAgents struct {
 	stream  string
 	capture *agent
 	apply   *agent
+
+	captureCfg, applyCfg string // configuration files, written by startAll
 }
 
 // mirror is a MUSIC deployment for one test: a capture and an apply agent per site, with
@@ -184,12 +186,10 @@ func newMirror(t testing.TB, natsURL, db, keyspace string, sites []testenv.Site)
 	}
 	dir := t.TempDir()
 	for _, sa := range m.sites {
-		capCfg := filepath.Join(dir, sa.site.Name+"-capture.yaml")
-		writeFile(t, capCfg, m.captureYAML(sa))
-		sa.capture = newAgent(t, "capture-"+sa.site.Name, "capture", "--config", capCfg)
-		appCfg := filepath.Join(dir, sa.site.Name+"-apply.yaml")
-		writeFile(t, appCfg, m.applyYAML(sa))
-		sa.apply = newAgent(t, "apply-"+sa.site.Name, "apply", "--config", appCfg)
+		sa.captureCfg = filepath.Join(dir, sa.site.Name+"-capture.yaml")
+		sa.capture = newAgent(t, "capture-"+sa.site.Name, "capture", "--config", sa.captureCfg)
+		sa.applyCfg = filepath.Join(dir, sa.site.Name+"-apply.yaml")
+		sa.apply = newAgent(t, "apply-"+sa.site.Name, "apply", "--config", sa.applyCfg)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -276,7 +276,13 @@ func metricsAddr(port int) string {
 	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
+// startAll writes the agents' configuration files (from the mirror's settings as they are
+// now) and starts every agent.
 func (m *mirror) startAll() {
+	for _, sa := range m.sites {
+		writeFile(m.t, sa.captureCfg, m.captureYAML(sa))
+		writeFile(m.t, sa.applyCfg, m.applyYAML(sa))
+	}
 	for _, sa := range m.sites {
 		sa.capture.start()
 		sa.apply.start()
