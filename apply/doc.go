@@ -29,12 +29,16 @@
 //
 // # Conflict rule
 //
-// Every transaction carries a Version: (origin commit time in ms, origin GTID domain id,
+// Every transaction carries a Version: (origin commit time in µs, origin GTID domain id,
 // origin GTID sequence number), compared in that order. For each row the highest version
 // wins at every site and in the store, whatever the arrival order: last writer wins on
-// origin commit time, the higher GTID domain id (one per site) breaks ties, and within one
-// origin its GTID order decides (MariaDB binlog times have one-second resolution, so ties
-// on time are common). An older change is not applied; it is counted in
+// origin commit time, the higher GTID domain id (one per site) breaks ties, then GTID
+// order. The commit time is the origin's commit clock (source.ts_us, stamped by capture):
+// MariaDB's binlog keeps whole seconds only, so capture takes its wall clock when it reads
+// the transaction, kept inside the binlog second and strictly after the site's previous
+// transaction. It follows real time to the millisecond while capture keeps up; when
+// capture catches up after an outage, a second's transactions get the end of that second.
+// An older change is not applied; it is counted in
 // music_apply_conflicts_total and logged with both versions. Deletes leave a tombstone
 // version so a late older change does not resurrect the row. Changes that are refused
 // (ErrRefused) are counted in music_apply_refused_total, shown in the status and skipped;
@@ -54,10 +58,10 @@
 //
 // One worker per (local site, origin): two running on the same durable consumer would
 // split its messages and acknowledge each other's with AckAll.
-// In the store, two changes of one row by one origin within the same millisecond whose
-// GTID sequence numbers straddle a multiple of 2^16 are ordered by the low 16 bits (see
-// Version.WriteTimestamp). Origin commit times are the binlog's (one-second resolution):
-// within a second the higher domain id wins, whatever the real order.
+// Events written before the commit clock existed (no ts_us) carry whole seconds: in the
+// store two such changes of one row by one origin in one second tie (see
+// Version.WriteTimestamp). Commit clocks of different sites are as good as their hosts'
+// clock synchronisation (NTP): a site whose clock runs ahead wins conflicts it should lose.
 //
 // # Metrics
 //

@@ -50,7 +50,7 @@ func (s *scheduler) submit(ctx context.Context, keys []string, run func()) error
 			t.deps = append(t.deps, s.barrier)
 		}
 		for _, k := range keys {
-			if d := s.last[k]; d != nil {
+			if d := s.last[k]; d != nil && d != t { // a row the transaction touches twice
 				t.deps = append(t.deps, d)
 			}
 			s.last[k] = t

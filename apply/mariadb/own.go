@@ -51,8 +51,8 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 		switch c := in.v.Compare(st.version); {
 		case st.absent:
 			recs[k] = record{}
-		case c == 0:
-			res.Duplicates++
+		case c == 0, c < 0 && st.version.Domain == s.domain:
+			res.Duplicates++ // a redelivery (a later own write of the row may be recorded already)
 		case c < 0:
 			res.Conflicts++
 			s.log.Warn("conflict: local write older than the row's winner",

@@ -161,6 +161,7 @@ type mirror struct {
 	t        testing.TB
 	db       string
 	natsURL  string
+	store    string // Cassandra contact point of the MUSIC store (default: the shared node)
 	keyspace string // "" runs apply without the MUSIC store
 	// noFollowOwn runs apply without its own site's stream (benchmark diagnosis only: the
 	// conflict rule then does not see local writes).
@@ -178,7 +179,7 @@ func newMirror(t testing.TB, natsURL, db, keyspace string, sites []testenv.Site)
 	if natsURL == testenv.NATS(t) {
 		prefix = testenv.Prefix(t)
 	}
-	m := &mirror{t: t, db: db, natsURL: natsURL, keyspace: keyspace, noFollowOwn: os.Getenv("E2E_NO_FOLLOW_OWN") != "",
+	m := &mirror{t: t, db: db, natsURL: natsURL, store: testenv.Cassandra(t), keyspace: keyspace, noFollowOwn: os.Getenv("E2E_NO_FOLLOW_OWN") != "",
 		applyLog: "warn"}
 	for _, s := range sites {
 		name := strings.ToLower(prefix) + "_" + s.Name
@@ -251,7 +252,7 @@ func (m *mirror) applyYAML(sa *siteAgents) string {
 	}
 	store := ""
 	if m.keyspace != "" {
-		store = fmt.Sprintf("cassandra: {hosts: [%q], keyspace: %s, consistency: QUORUM}\n", testenv.Cassandra(m.t), m.keyspace)
+		store = fmt.Sprintf("cassandra: {hosts: [%q], keyspace: %s, consistency: QUORUM}\n", m.store, m.keyspace)
 	}
 	return fmt.Sprintf(`site: %s
 origins: [%s]

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -227,14 +228,21 @@ type chaos func(t *testing.T, m *mirror)
 // store end with the same rows, that no write was lost, and that no stream holds a change
 // of another site (no loop) or one change twice.
 func runConverge(t *testing.T, natsURL string, write time.Duration, doChaos chaos) {
+	ks, session := testenv.NewKeyspace(t)
+	runConvergeOn(t, natsURL, testenv.Cassandra(t), ks, session, write, doChaos)
+}
+
+// runConvergeOn is runConverge with the MUSIC store in keyspace ks of the Cassandra node
+// at store.
+func runConvergeOn(t *testing.T, natsURL, store, ks string, session *gocql.Session, write time.Duration, doChaos chaos) {
 	sites := testenv.Sites(t)
 	if len(sites) < 3 {
 		t.Fatalf("want three sites, have %d", len(sites))
 	}
 	sites = sites[:3]
 	db := testenv.NewDatabase(t, sites...)
-	ks, session := testenv.NewKeyspace(t)
 	m := newMirror(t, natsURL, db, ks, sites)
+	m.store = store
 	m.applyLog = "debug" // explain shows the decisions taken for rows that diverge
 	m.startAll()
 	var pools []*sql.DB
@@ -468,7 +476,16 @@ func explain(t *testing.T, m *mirror, session *gocql.Session, ks, db string, cer
 		t.Logf("store row %d: origin %s gtid %s music_version %d writetime(v) %d (err %v)", id, origin, gtid, version, wt, err)
 	}
 	for _, sa := range m.sites {
+		sa.apply.signal(syscall.SIGQUIT) // Go prints every goroutine's stack: where is apply waiting?
 		data, _ := os.ReadFile(sa.apply.log)
+		var stuck []string
+		for _, g := range strings.Split(string(data), "\n\ngoroutine ") {
+			if strings.Contains(g, "music/apply") && !strings.Contains(g, "[select]:\nnet/http") {
+				stuck = append(stuck, "goroutine "+g)
+			}
+		}
+		t.Logf("apply %s: %d goroutines in apply code at the end:\n%s", sa.site.Name, len(stuck),
+			strings.Join(stuck[:min(len(stuck), 12)], "\n\n"))
 		for _, id := range ids {
 			var lines []string
 			for _, line := range strings.Split(string(data), "\n") {
