@@ -72,19 +72,19 @@ func (a *assembler) finish(id string) {
 	}
 }
 
-// tracker acknowledges, with AckAll, the highest stream sequence below which every
-// delivered message is done.
+// tracker holds the delivered messages not yet acknowledged, and acknowledges each one on
+// its own (AckExplicit) once its transaction is done. Acknowledging a floor instead (AckAll)
+// would also acknowledge messages the client had received but never handed over (dropped
+// with a consumer iterator that had to be restarted), which JetStream would then never
+// deliver again.
 type tracker struct {
-	mu    sync.Mutex
-	seqs  []uint64 // delivered, not yet acknowledged, ascending
-	done  map[uint64]bool
-	msgs  map[uint64]jetstream.Msg
-	floor uint64 // highest acknowledged
-	ack   func(seq uint64, m jetstream.Msg)
+	mu   sync.Mutex
+	msgs map[uint64]jetstream.Msg
+	ack  func(seq uint64, m jetstream.Msg)
 }
 
-func newTracker(floor uint64, onError func(error)) *tracker {
-	return &tracker{done: map[uint64]bool{}, msgs: map[uint64]jetstream.Msg{}, floor: floor,
+func newTracker(onError func(error)) *tracker {
+	return &tracker{msgs: map[uint64]jetstream.Msg{},
 		ack: func(_ uint64, m jetstream.Msg) {
 			if err := m.Ack(); err != nil && onError != nil {
 				onError(err)
@@ -92,44 +92,28 @@ func newTracker(floor uint64, onError func(error)) *tracker {
 		}}
 }
 
-// add registers a delivered message; it reports false for one already held or acknowledged.
+// add registers a delivered message; it reports false for one already held (a
+// redelivery while its transaction is still queued or running).
 func (t *tracker) add(seq uint64, m jetstream.Msg) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, held := t.msgs[seq]; held || seq <= t.floor {
+	if _, held := t.msgs[seq]; held {
 		return false
 	}
 	t.msgs[seq] = m
-	i := sort.Search(len(t.seqs), func(i int) bool { return t.seqs[i] >= seq })
-	t.seqs = append(t.seqs, 0)
-	copy(t.seqs[i+1:], t.seqs[i:])
-	t.seqs[i] = seq
 	return true
 }
 
-// complete marks messages done and acknowledges what became contiguous.
+// complete acknowledges messages whose transaction is done.
 func (t *tracker) complete(seqs ...uint64) {
-	t.mu.Lock()
 	for _, s := range seqs {
-		if _, held := t.msgs[s]; held {
-			t.done[s] = true
-		}
-	}
-	var last jetstream.Msg
-	n := 0
-	for n < len(t.seqs) && t.done[t.seqs[n]] {
-		s := t.seqs[n]
-		last = t.msgs[s]
-		t.floor = s
-		delete(t.done, s)
+		t.mu.Lock()
+		m, held := t.msgs[s]
 		delete(t.msgs, s)
-		n++
-	}
-	t.seqs = t.seqs[n:]
-	floor := t.floor
-	t.mu.Unlock()
-	if n > 0 {
-		t.ack(floor, last) // AckAll: acknowledges every message up to floor
+		t.mu.Unlock()
+		if held {
+			t.ack(s, m)
+		}
 	}
 }
 
@@ -137,5 +121,5 @@ func (t *tracker) complete(seqs ...uint64) {
 func (t *tracker) held() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.seqs)
+	return len(t.msgs)
 }

@@ -32,26 +32,25 @@ func TestAssemblerCompletesInAnyOrderAndSpotsDuplicates(t *testing.T) {
 	}
 }
 
-func TestTrackerAcksTheContiguousPrefixOnly(t *testing.T) {
+func TestTrackerAcksEachDoneMessage(t *testing.T) {
 	var acked []uint64
-	tr := newTracker(0, nil)
+	tr := newTracker(nil)
 	tr.ack = func(seq uint64, _ jetstream.Msg) { acked = append(acked, seq) }
 	for _, s := range []uint64{1, 2, 3, 4} {
 		tr.add(s, nil)
 	}
 	tr.complete(2, 3)
-	if len(acked) != 0 {
-		t.Fatalf("acked %v before 1 is done", acked)
+	if len(acked) != 2 || acked[0] != 2 || acked[1] != 3 {
+		t.Fatalf("acked %v, want [2 3]: each done message, not a floor", acked)
 	}
-	tr.complete(1)
-	if len(acked) != 1 || acked[0] != 3 {
-		t.Fatalf("acked %v, want [3]", acked)
+	if tr.add(4, nil) {
+		t.Fatal("a held message was taken again")
 	}
-	if tr.add(3, nil) || tr.add(4, nil) {
-		t.Fatal("an acknowledged or held message was taken again")
+	if !tr.add(3, nil) {
+		t.Fatal("a redelivery of an acknowledged message (its ack lost) must be taken again")
 	}
-	tr.complete(4)
-	if acked[len(acked)-1] != 4 || tr.held() != 0 {
+	tr.complete(1, 3, 4)
+	if len(acked) != 5 || tr.held() != 0 {
 		t.Fatalf("acked %v, held %d", acked, tr.held())
 	}
 }

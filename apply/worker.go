@@ -129,17 +129,17 @@ func (w *Worker) consume(ctx context.Context, rp **run) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if *rp == nil {
-		cons, floor, err := w.bind(cctx)
+		cons, err := w.bind(cctx)
 		if err != nil {
 			return err
 		}
 		*rp = &run{asm: newAssembler(100000), sched: newScheduler(w.cfg.MaxInFlight, w.cfg.Workers), cons: cons,
-			track: newTracker(floor, func(err error) { w.log.Debug("ack failed", zap.Error(err)) })}
+			track: newTracker(func(err error) { w.log.Debug("ack failed", zap.Error(err)) })}
 		go w.poll(ctx, *rp)
 	}
 	r := *rp
 	if r.cons == nil {
-		cons, _, err := w.bind(cctx)
+		cons, err := w.bind(cctx)
 		if err != nil {
 			return err
 		}
@@ -159,9 +159,9 @@ func (w *Worker) consume(ctx context.Context, rp **run) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				r.cons = nil // bind again
-			}
+			// Bind again: messages the iterator had buffered are gone with it, and a
+			// recreated consumer delivers them again at once rather than after AckWait.
+			r.cons = nil
 			return fmt.Errorf("apply: next message of %s: %w", w.cfg.Stream, err)
 		}
 		if err := w.handle(ctx, r, msg); err != nil {
@@ -170,45 +170,45 @@ func (w *Worker) consume(ctx context.Context, rp **run) error {
 	}
 }
 
-// bind creates the durable consumer, recreating it at the acknowledged floor if it has
-// unacknowledged messages from a previous run.
-func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, uint64, error) {
+// bind creates the durable consumer, recreating it after its acknowledged floor if it has
+// unacknowledged messages (so they come again at once, not after AckWait) or an older
+// acknowledgement policy.
+func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, error) {
 	cc := jetstream.ConsumerConfig{
-		Durable: w.cfg.Durable, FilterSubject: w.cfg.FilterSubject, AckPolicy: jetstream.AckAllPolicy,
+		Durable: w.cfg.Durable, FilterSubject: w.cfg.FilterSubject, AckPolicy: jetstream.AckExplicitPolicy,
 		AckWait: w.cfg.AckWait, MaxAckPending: w.cfg.MaxAckPending, DeliverPolicy: jetstream.DeliverAllPolicy,
 		MaxRequestBatch: w.cfg.FetchBatch,
 	}
 	stream, err := w.js.Stream(ctx, w.cfg.Stream)
 	if err != nil {
-		return nil, 0, fmt.Errorf("apply: stream %s: %w", w.cfg.Stream, err)
+		return nil, fmt.Errorf("apply: stream %s: %w", w.cfg.Stream, err)
 	}
-	var floor uint64
 	if old, err := stream.Consumer(ctx, w.cfg.Durable); err == nil {
 		info := old.CachedInfo()
-		floor = info.AckFloor.Stream
-		if info.NumAckPending == 0 {
+		floor := info.AckFloor.Stream
+		if info.NumAckPending == 0 && info.Config.AckPolicy == cc.AckPolicy {
 			// The delivery start cannot change on an existing consumer: keep its own.
 			cc.DeliverPolicy, cc.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
 			c, err := stream.CreateOrUpdateConsumer(ctx, cc)
 			if err != nil {
-				return nil, 0, fmt.Errorf("apply: update consumer %s: %w", w.cfg.Durable, err)
+				return nil, fmt.Errorf("apply: update consumer %s: %w", w.cfg.Durable, err)
 			}
-			return c, floor, nil
+			return c, nil
 		}
 		if err := stream.DeleteConsumer(ctx, w.cfg.Durable); err != nil {
-			return nil, 0, fmt.Errorf("apply: reset consumer %s: %w", w.cfg.Durable, err)
+			return nil, fmt.Errorf("apply: reset consumer %s: %w", w.cfg.Durable, err)
 		}
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, floor+1
 		w.log.Info("resuming after the acknowledged floor", zap.Uint64("floor", floor),
 			zap.Int("unacknowledged", info.NumAckPending))
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, 0, fmt.Errorf("apply: consumer %s: %w", w.cfg.Durable, err)
+		return nil, fmt.Errorf("apply: consumer %s: %w", w.cfg.Durable, err)
 	}
 	c, err := stream.CreateOrUpdateConsumer(ctx, cc)
 	if err != nil {
-		return nil, 0, fmt.Errorf("apply: create consumer %s: %w", w.cfg.Durable, err)
+		return nil, fmt.Errorf("apply: create consumer %s: %w", w.cfg.Durable, err)
 	}
-	return c, floor, nil
+	return c, nil
 }
 
 // handle files one message; a complete transaction is submitted to the scheduler, which

@@ -146,7 +146,9 @@ func (p *PrivateCassandra) Host() string { return fmt.Sprintf("127.0.0.1:%d", p.
 func (p *PrivateCassandra) Port() int { return p.port }
 
 // LogPath is the node's log file.
-func (p *PrivateCassandra) LogPath() string { return filepath.Join(p.dir, "cassandra", "cassandra.log") }
+func (p *PrivateCassandra) LogPath() string {
+	return filepath.Join(p.dir, "cassandra", "cassandra.log")
+}
 
 func (p *PrivateCassandra) pidFile() string { return filepath.Join(p.dir, "cassandra", "server.pid") }
 
@@ -257,7 +259,10 @@ func (p *PrivateCassandra) Stop() {
 func (p *PrivateCassandra) stop() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.running {
+	// Go by the pid file rather than p.running: a start that failed half-way may have
+	// left a node behind.
+	if !pidAlive(p.pidFile()) {
+		p.running = false
 		return nil
 	}
 	pid, _ := os.ReadFile(p.pidFile())
