@@ -220,7 +220,8 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 	}
 	seq := meta.Sequence.Stream
 	if !r.track.add(seq, msg) {
-		return nil // redelivery of a message held or already acknowledged
+		w.log.Debug("redelivery of a held message dropped", zap.Uint64("seq", seq), zap.Uint64("delivered", meta.NumDelivered))
+		return nil
 	}
 	ev, err := changeevent.Unmarshal(msg.Data())
 	if err != nil {
@@ -238,6 +239,7 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 	}
 	events, seqs, dup := r.asm.add(ev, seq)
 	if dup {
+		w.log.Debug("event of a finished transaction dropped", zap.Uint64("seq", seq), zap.String("gtid", ev.Transaction.ID))
 		r.track.complete(seq)
 		return nil
 	}
@@ -252,6 +254,7 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 	}
 	tx.Own = w.cfg.Origin == w.cfg.Local
 	keys := txnKeys(tx)
+	w.log.Debug("transaction assembled", zap.String("gtid", tx.ID), zap.Uint64s("seqs", seqs), zap.Strings("keys", keys))
 	return r.sched.submit(ctx, keys, func() {
 		if w.applyAll(ctx, tx) {
 			r.track.complete(seqs...)

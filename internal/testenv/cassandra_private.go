@@ -108,11 +108,17 @@ func freePorts(n int) ([]int, error) {
 }
 
 // startWatchdog starts a process that, once its stdin closes (at cleanup, or because the
-// test process died), stops the node and removes its directory. It has its own process
-// group, so a ^C aimed at go test leaves it to do its job.
+// test process died), stops the node and removes its directory. It first takes up.sh's
+// lock, so that an up.sh the dead test process left running finishes (and writes the pid
+// file) before the node is stopped. It has its own process group, so a ^C aimed at go
+// test leaves it to do its job.
 func (p *PrivateCassandra) startWatchdog() error {
-	cmd := exec.Command("bash", "-c", `read -r _ || true; "$1/deploy/local/down.sh" cassandra >/dev/null 2>&1; rm -rf -- "$2"`,
-		"watchdog", p.repo, p.dir)
+	const script = `exec 2>>/tmp/wd.log; set -x; date +%T.%N >&2; read -r _ || true; date +%T.%N >&2
+[ -d "$2" ] || exit 0
+exec 9>>"$2/.up.lock"; flock -w 900 9
+"$1/deploy/local/down.sh" cassandra >&2; date +%T.%N >&2; pgrep -af CassandraDaemon | cut -c1-20 >&2
+rm -rf -- "$2"`
+	cmd := exec.Command("bash", "-c", script, "watchdog", p.repo, p.dir)
 	cmd.Env = p.env
 	cmd.Dir = p.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -475,16 +475,35 @@ func explain(t *testing.T, m *mirror, session *gocql.Session, ks, db string, cer
 			ks, cassandra.TableName(db, "kv")), id).Scan(&origin, &gtid, &version, &wt)
 		t.Logf("store row %d: origin %s gtid %s music_version %d writetime(v) %d (err %v)", id, origin, gtid, version, wt, err)
 	}
+	_, js := testenv.Connect(t, m.natsURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sa := range m.sites { // what each apply consumer has had delivered and acknowledged
+		for _, o := range m.sites {
+			durable := "music_apply_" + changeevent.Token(sa.name) + "_" + changeevent.Token(o.name)
+			c, err := js.Consumer(ctx, o.stream, durable)
+			if err != nil {
+				t.Logf("consumer %s: %v", durable, err)
+				continue
+			}
+			i := c.CachedInfo()
+			t.Logf("apply %s <- %s: delivered up to stream seq %d, ack floor %d, %d awaiting ack, %d redelivered, %d not delivered, %d pull requests waiting",
+				sa.site.Name, o.site.Name, i.Delivered.Stream, i.AckFloor.Stream, i.NumAckPending, i.NumRedelivered, i.NumPending, i.NumWaiting)
+		}
+	}
 	for _, sa := range m.sites {
 		sa.apply.signal(syscall.SIGQUIT) // Go prints every goroutine's stack: where is apply waiting?
 		data, _ := os.ReadFile(sa.apply.log)
 		var stuck []string
-		for _, g := range strings.Split(string(data), "\n\ngoroutine ") {
-			if strings.Contains(g, "music/apply") && !strings.Contains(g, "[select]:\nnet/http") {
-				stuck = append(stuck, "goroutine "+g)
+		if i := strings.Index(string(data), "\ngoroutine "); i >= 0 {
+			data = data[i+1:] // the stack dump after the log
+		}
+		for _, g := range strings.Split(string(data), "\n\n") {
+			if strings.Contains(g, "music/apply.(*scheduler)") || strings.Contains(g, "music/apply/mariadb") {
+				stuck = append(stuck, g)
 			}
 		}
-		t.Logf("apply %s: %d goroutines in apply code at the end:\n%s", sa.site.Name, len(stuck),
+		t.Logf("apply %s: %d goroutines in the scheduler or the MariaDB sink at the end:\n%s", sa.site.Name, len(stuck),
 			strings.Join(stuck[:min(len(stuck), 12)], "\n\n"))
 		for _, id := range ids {
 			var lines []string
@@ -497,9 +516,6 @@ func explain(t *testing.T, m *mirror, session *gocql.Session, ks, db string, cer
 				strings.Join(lines[max(0, len(lines)-40):], "\n"))
 		}
 	}
-	_, js := testenv.Connect(t, m.natsURL)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	for _, sa := range m.sites {
 		seen := map[int64][]*changeevent.Event{}
 		for _, e := range readStream(t, ctx, js, sa.stream) {
