@@ -33,3 +33,9 @@ func quoteTable(db, table string) (string, error) {
 func placeholders(n int) string {
 	return "(" + strings.TrimSuffix(strings.Repeat("?,", n), ",") + ")"
 }
+
+// ValidIdentifier reports whether name can be used as a schema or table name.
+func ValidIdentifier(name string) error {
+	_, err := quote(name)
+	return err
+}

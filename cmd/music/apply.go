@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/gocql/gocql"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,15 +47,15 @@ type applyConfig struct {
 	MaxInFlight   int               `yaml:"max_in_flight"`
 	MaxAckPending int               `yaml:"max_ack_pending"`
 	AckWait       time.Duration     `yaml:"ack_wait"`
-	FollowOwn     bool              `yaml:"follow_own"`   // also follow the site's own stream, so local writes enter the conflict rule
+	FollowOwn     bool              `yaml:"follow_own"` // also follow the site's own stream, so local writes enter the conflict rule
 	// StoreAllOrigins writes every origin's changes into the MUSIC store, not only the
 	// site's own (redundant: each site's agent writes its own changes, and Cassandra
 	// replicates them). Without follow_own every origin's changes go to the store anyway.
-	StoreAllOrigins bool `yaml:"store_all_origins"`
-	Resync        []string          `yaml:"resync"`       // db.table to bring up to the MUSIC store's state at start
-	Join          bool              `yaml:"join"`         // resync every table the MUSIC store holds (a new or wiped site)
-	MetricsAddr   string            `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
-	Log           logging.Options   `yaml:"log"`
+	StoreAllOrigins bool            `yaml:"store_all_origins"`
+	Resync          []string        `yaml:"resync"`       // db.table to bring up to the MUSIC store's state at start
+	Join            bool            `yaml:"join"`         // resync every table the MUSIC store holds (a new or wiped site)
+	MetricsAddr     string          `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
+	Log             logging.Options `yaml:"log"`
 }
 
 func defaultApplyConfig() *applyConfig {
@@ -86,6 +87,14 @@ func (c *applyConfig) Validate() error {
 	for _, o := range c.Origins {
 		if o == c.Site {
 			return fmt.Errorf("origins: %q is the local site", o)
+		}
+	}
+	if c.MariaDB.DSN != "" {
+		if _, err := mysql.ParseDSN(c.MariaDB.DSN); err != nil {
+			return fmt.Errorf("mariadb.dsn: %v", err)
+		}
+		if err := mariadb.ValidIdentifier(c.MariaDB.MetaSchema); c.MariaDB.MetaSchema != "" && err != nil {
+			return fmt.Errorf("mariadb.meta_schema: %v", err)
 		}
 	}
 	if (len(c.Resync) > 0 || c.Join) && (c.MariaDB.DSN == "" || len(c.Cassandra.Hosts) == 0) {
@@ -178,7 +187,7 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := apply.NewMetrics(reg)
-	sinks, closeSinks, err := openSinks(ctx, cfg, log)
+	sinks, closeSinks, err := openSinksRetrying(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -305,6 +314,27 @@ func sinksFor(cfg *applyConfig, origin string, sinks []apply.Sink) []apply.Sink 
 		return sinks
 	}
 	return out
+}
+
+// openSinksRetrying opens the sinks, retrying with backoff while MariaDB or Cassandra do
+// not answer (an agent started before them, or during an outage, waits rather than exits).
+// (Configuration errors are caught before, by Validate.) It gives up only when ctx ends.
+func openSinksRetrying(ctx context.Context, cfg *applyConfig, log *zap.Logger) ([]apply.Sink, func(), error) {
+	backoff := time.Second
+	for {
+		sinks, closeSinks, err := openSinks(ctx, cfg, log)
+		if err == nil {
+			return sinks, closeSinks, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, err
+		}
+		log.Warn("cannot open the sinks yet; retrying (is the database up and reachable?)", zap.Error(err), zap.Duration("backoff", backoff))
+		if apply.Sleep(ctx, backoff) != nil {
+			return nil, nil, err
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
 }
 
 func openSinks(ctx context.Context, cfg *applyConfig, log *zap.Logger) ([]apply.Sink, func(), error) {

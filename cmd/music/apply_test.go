@@ -30,6 +30,8 @@ func TestApplyConfigValidateNamesTheField(t *testing.T) {
 		"no origins": {func(c *applyConfig) { c.Origins = nil }, "origins:"},
 		"self":       {func(c *applyConfig) { c.Origins = []string{"b"} }, `origins: "b" is the local site`},
 		"no sink":    {func(c *applyConfig) { c.MariaDB.DSN = "" }, "mariadb.dsn, cassandra.hosts"},
+		"bad dsn":    {func(c *applyConfig) { c.MariaDB.DSN = "root@127.0.0.1" }, "mariadb.dsn: invalid DSN"},
+		"bad meta":   {func(c *applyConfig) { c.MariaDB.MetaSchema = "a`b" }, "mariadb.meta_schema:"},
 		"bad stream": {func(c *applyConfig) { c.Streams = map[string]string{"z": "S"} }, `streams: "z"`},
 		"own stream": {func(c *applyConfig) { c.Streams = map[string]string{"b": "S"} }, ""},
 		"own stream, no follow": {func(c *applyConfig) {
@@ -68,7 +70,7 @@ func TestApplyConfigValidateNamesTheField(t *testing.T) {
 
 func TestApplyConfigDedupesListFlags(t *testing.T) {
 	c := defaultApplyConfig()
-	c.Site, c.Origins, c.MariaDB.DSN = "b", []string{"a", "c", "a"}, "x"
+	c.Site, c.Origins, c.MariaDB.DSN = "b", []string{"a", "c", "a"}, "root@tcp(127.0.0.1:3306)/"
 	if err := c.Validate(); err != nil || strings.Join(c.Origins, ",") != "a,c" {
 		t.Fatalf("origins %v (%v), want a,c", c.Origins, err)
 	}

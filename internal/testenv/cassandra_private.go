@@ -117,7 +117,7 @@ func (p *PrivateCassandra) startWatchdog() error {
 [ -d "$2" ] || exit 0
 exec 9>>"$2/.up.lock"; flock -w 900 9
 "$1/deploy/local/down.sh" cassandra >&2; date +%T.%N >&2; pgrep -af CassandraDaemon | cut -c1-20 >&2
-rm -rf -- "$2"`
+cp "$2/cassandra/cassandra.log" /tmp/wd-cass.log; sleep 3; rm -rf -- "$2"`
 	cmd := exec.Command("bash", "-c", script, "watchdog", p.repo, p.dir)
 	cmd.Env = p.env
 	cmd.Dir = p.dir
