@@ -132,6 +132,9 @@ func (a *agent) stop() { a.signal(syscall.SIGTERM) }
 
 func (a *agent) dumpLog() {
 	raw, _ := os.ReadFile(a.log)
+	if i := bytes.Index(raw, []byte("SIGQUIT: quit")); i >= 0 {
+		raw = raw[:i] // the goroutine dump explain asked for
+	}
 	var data []byte
 	for _, line := range bytes.SplitAfter(raw, []byte("\n")) {
 		if !bytes.Contains(line, []byte("\tdecision\t")) { // per-key debug traces: see explain
