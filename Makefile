@@ -37,11 +37,11 @@ test: up
 
 ## e2e: three-site end-to-end tests of the music agents (SIGKILL, site down, NATS restart)
 e2e: up
-	go test -race -count=1 -tags e2e -timeout 20m ./tests/e2e/
+	go test -race -count=1 -timeout 20m ./tests/e2e/
 
 ## bench-e2e: mirroring a->b against MariaDB's own replication, same run
 bench-e2e: up
-	go test -tags e2e -run '^$$' -bench MirroringVsNative -benchtime 1x -timeout 20m ./tests/e2e/
+	go test -run '^$$' -bench MirroringVsNative -benchtime 1x -timeout 20m ./tests/e2e/
 
 ## test-short: unit tests of pure logic only, no servers
 test-short:

@@ -97,6 +97,9 @@ func portOpen(port int) bool {
 // processes take turns through a file lock, so only one of them starts a service.
 func ensure(t testing.TB, service string, port int, logPath string) {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s: -short runs only the tests of pure logic (make test-short)", service)
+	}
 	if portOpen(port) {
 		return
 	}
