@@ -27,6 +27,7 @@ const Version = "music-capture/1"
 type reader struct {
 	c      *Capturer
 	p      *pipeline
+	lazy   *lazyRows // rows events are decoded only when published
 	schema *schemaTracker
 
 	pos Position // after the last complete transaction
@@ -175,6 +176,7 @@ func (r *reader) table(ctx context.Context, tm *replication.TableMapEvent) *tabl
 }
 
 func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *replication.RowsEvent) error {
+	defer r.lazy.take(e, false) //nolint:errcheck // drops the body of an event not published
 	if !r.txn.active || r.txn.skip != "" {
 		return nil
 	}
@@ -189,6 +191,9 @@ func (r *reader) rows(ctx context.Context, ev *replication.BinlogEvent, e *repli
 	if ts.err != nil {
 		r.stopTable(name, ts.err)
 		return nil
+	}
+	if err := r.lazy.take(e, true); err != nil {
+		return fmt.Errorf("decode rows event at %s:%d: %w", r.file, ev.Header.LogPos, err)
 	}
 	var op changeevent.Op
 	step := 1

@@ -296,7 +296,7 @@ func parseFileStart(s string) (string, uint32, bool) {
 	return rest[:i], uint32(off), true
 }
 
-func (c *Capturer) syncer(mc *gomysql.Config) *replication.BinlogSyncer {
+func (c *Capturer) syncer(mc *gomysql.Config, lazy *lazyRows) *replication.BinlogSyncer {
 	host, portStr, _ := net.SplitHostPort(mc.Addr)
 	port, _ := strconv.Atoi(portStr)
 	return replication.NewBinlogSyncer(replication.BinlogSyncerConfig{
@@ -307,6 +307,7 @@ func (c *Capturer) syncer(mc *gomysql.Config) *replication.BinlogSyncer {
 		ReadTimeout:             3*c.cfg.Heartbeat + 10*time.Second,
 		DisableRetrySync:        true,
 		EventCacheCount:         256, // decoded events queued by go-mysql (bounds memory)
+		RowsEventDecodeFunc:     lazy.parse,
 		Logger:                  logging.Slog(c.log.Named("go-mysql")),
 	})
 }
@@ -339,7 +340,8 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	if err != nil {
 		return err
 	}
-	syncer := c.syncer(mc)
+	lazy := newLazyRows()
+	syncer := c.syncer(mc, lazy)
 	defer syncer.Close()
 	streamer, err := c.startDump(syncer, rp)
 	if err != nil {
@@ -371,7 +373,7 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); c.checkpointer(pipeCtx, st, p, ackDone) }()
 
-	r := &reader{c: c, p: p, schema: schema, pos: start.Clone(), clockUs: rp.ClockUs, tables: map[uint64]*tableSchema{},
+	r := &reader{c: c, p: p, lazy: lazy, schema: schema, pos: start.Clone(), clockUs: rp.ClockUs, tables: map[uint64]*tableSchema{},
 		noPK: map[string]bool{}, stopped: map[string]error{}}
 	for name, err := range c.TableErrors() {
 		r.stopped[name] = err

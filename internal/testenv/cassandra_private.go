@@ -29,9 +29,11 @@ const privateCassandraHeap = "512M"
 // down.sh) on two free ports of 127.0.0.1 (native and storage; its seed is itself, so it
 // never gossips with the shared node), with its data, commit log and log in a temporary
 // directory. At cleanup it is stopped and the directory removed; should the test process
-// die first (a go test -timeout, say), a watchdog process does both.
+// die first (a go test -timeout, say), a watchdog process does both. When the test failed
+// or its process died, the node's log is kept beside the directory, as <dir>.log.
 //
-// Stop, Start and Restart call t.Fatal on failure, so call them from the test's goroutine.
+// Stop, Start and Restart fail the test given to NewPrivateCassandra with t.Fatal, so call
+// them from that test's goroutine.
 type PrivateCassandra struct {
 	t                 testing.TB
 	repo, dir         string
@@ -113,11 +115,15 @@ func freePorts(n int) ([]int, error) {
 // file) before the node is stopped. It has its own process group, so a ^C aimed at go
 // test leaves it to do its job.
 func (p *PrivateCassandra) startWatchdog() error {
-	const script = `exec 2>>/tmp/wd.log; set -x; date +%T.%N >&2; read -r _ || true; date +%T.%N >&2
+	const script = `read -r _ || true
 [ -d "$2" ] || exit 0
 exec 9>>"$2/.up.lock"; flock -w 900 9
-"$1/deploy/local/down.sh" cassandra >&2; date +%T.%N >&2; pgrep -af CassandraDaemon | cut -c1-20 >&2
-cp "$2/cassandra/cassandra.log" /tmp/wd-cass.log; sleep 3; rm -rf -- "$2"`
+pid=$(cat "$2/cassandra/server.pid" 2>/dev/null || true)
+"$1/deploy/local/down.sh" cassandra >/dev/null 2>&1
+# down.sh does not wait for a process it had to kill -9 to be gone.
+for _ in $(seq 50); do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+mv -f -- "$2/cassandra/cassandra.log" "$2.log" 2>/dev/null
+rm -rf -- "$2"`
 	cmd := exec.Command("bash", "-c", script, "watchdog", p.repo, p.dir)
 	cmd.Env = p.env
 	cmd.Dir = p.dir
@@ -133,12 +139,21 @@ cp "$2/cassandra/cassandra.log" /tmp/wd-cass.log; sleep 3; rm -rf -- "$2"`
 	return nil
 }
 
-// cleanup stops the node, removes its directory and lets the watchdog go.
+// cleanup stops the node, removes its directory (keeping the log if the test failed) and
+// lets the watchdog go; should stopping fail, the watchdog tries again and removes the
+// directory.
 func (p *PrivateCassandra) cleanup() {
 	if err := p.stop(); err != nil {
 		p.t.Errorf("testenv: private cassandra: %v", err)
-	} else if err := os.RemoveAll(p.dir); err != nil {
-		p.t.Errorf("testenv: private cassandra: remove %s: %v", p.dir, err)
+	} else {
+		if p.t.Failed() {
+			if err := os.Rename(p.LogPath(), p.dir+".log"); err == nil {
+				p.t.Logf("testenv: private cassandra: the node's log is kept as %s", p.dir+".log")
+			}
+		}
+		if err := os.RemoveAll(p.dir); err != nil {
+			p.t.Errorf("testenv: private cassandra: remove %s: %v", p.dir, err)
+		}
 	}
 	p.watchIn.Close()
 	_ = p.watch.Wait()
@@ -280,8 +295,13 @@ func (p *PrivateCassandra) stop() error {
 	if err != nil {
 		return fmt.Errorf("stop node on %s: %v\n%s\nsee its log: %s", p.Host(), err, out, p.LogPath())
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil && syscall.Kill(n, 0) == nil {
-		return fmt.Errorf("node on %s (pid %d) still runs after down.sh\n%s\nsee its log: %s", p.Host(), n, out, p.LogPath())
+	// down.sh does not wait for a process it had to kill -9 to be gone.
+	if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil {
+		for deadline := time.Now().Add(10 * time.Second); syscall.Kill(n, 0) == nil; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("node on %s (pid %d) still runs after down.sh\n%s\nsee its log: %s", p.Host(), n, out, p.LogPath())
+			}
+		}
 	}
 	p.running = false
 	return nil

@@ -3,6 +3,9 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,12 +21,13 @@ func TestPrivateCassandra(t *testing.T) {
 
 	// Registered before the node's own cleanup, so it runs after it (last-registered first).
 	var p *PrivateCassandra
+	var pid int
 	t.Cleanup(func() {
-		if p == nil {
+		if p == nil || t.Failed() {
 			return
 		}
-		if pidAlive(p.pidFile()) {
-			t.Errorf("private node still runs after cleanup (pid file %s)", p.pidFile())
+		if pid == 0 || syscall.Kill(pid, 0) == nil {
+			t.Errorf("private node (pid %d) still runs after cleanup", pid)
 		}
 		if _, err := os.Stat(p.dir); !os.IsNotExist(err) {
 			t.Errorf("private node's directory %s not removed at cleanup (stat: %v)", p.dir, err)
@@ -94,6 +98,11 @@ func TestPrivateCassandra(t *testing.T) {
 	t0 = time.Now()
 	p.Restart()
 	t.Logf("Restart took %s", time.Since(t0).Round(time.Millisecond))
+	b, err := os.ReadFile(p.pidFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	c := p.Cluster()
 	c.Keyspace = ks
 	fresh, err := c.CreateSession()

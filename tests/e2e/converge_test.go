@@ -457,6 +457,24 @@ func TestNATSRestartConverge(t *testing.T) {
 	})
 }
 
+// TestCassandraRestartConverge: the same writers with the MUSIC store on a private
+// Cassandra node that is stopped for a few seconds mid-stream (store writes fail and are
+// retried, MariaDB replay goes on) and started again; every site and the store end
+// identical.
+func TestCassandraRestartConverge(t *testing.T) {
+	t.Parallel()
+	node := testenv.NewPrivateCassandra(t)
+	ks, session := node.NewKeyspace(t)
+	runConvergeOn(t, testenv.NATS(t), node.Host(), ks, session, 16*time.Second, func(t *testing.T, m *mirror) {
+		time.Sleep(4 * time.Second)
+		t.Log("Cassandra down")
+		node.Stop()
+		time.Sleep(3 * time.Second)
+		t.Log("Cassandra up")
+		node.Start()
+	})
+}
+
 // explain logs, for the rows a convergence error names, what the MUSIC store holds (with
 // origin, GTID and write time) and every event of the row in the streams.
 func explain(t *testing.T, m *mirror, session *gocql.Session, ks, db string, cerr error) {
