@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
 	"github.com/go-mysql-org/go-mysql/replication"
 	gomysql "github.com/go-sql-driver/mysql"
@@ -308,6 +309,7 @@ func (c *Capturer) syncer(mc *gomysql.Config, lazy *lazyRows) *replication.Binlo
 		DisableRetrySync:        true,
 		EventCacheCount:         256, // decoded events queued by go-mysql (bounds memory)
 		RowsEventDecodeFunc:     lazy.parse,
+		Option:                  c.filterOnServer,
 		Logger:                  logging.Slog(c.log.Named("go-mysql")),
 	})
 }
@@ -475,4 +477,17 @@ func (c *Capturer) openDB() (*sql.DB, error) {
 	}
 	mc.Params["time_zone"] = "'+00:00'" // TIMESTAMP values in UTC, as in the binlog events
 	return sql.Open("mysql", mc.FormatDSN())
+}
+
+// filterOnServer asks the server not to send transactions flagged @@skip_replication=1 at
+// all (MariaDB's dump thread honours skip_replication on the dump connection, as for a
+// replica with replicate_events_marked_for_skip=FILTER_ON_MASTER): apply replays other
+// sites' changes with the flag, so this site's capture does not even read them. The reader
+// drops flagged transactions too, should a server send them anyway.
+func (c *Capturer) filterOnServer(conn *client.Conn) error {
+	if !c.cfg.DropSkipReplication {
+		return nil
+	}
+	_, err := conn.Execute("SET skip_replication=1")
+	return err
 }

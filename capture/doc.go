@@ -64,8 +64,12 @@
 //     position treated as purged.
 //   - Loops: only transactions of Config.DomainID are published (apply replays other sites'
 //     changes with the origin's gtid_domain_id); transactions written with
-//     @@skip_replication=1 are dropped too unless DropSkipReplication is false. Only the
-//     own domain is positioned in the dump and the checkpoint.
+//     @@skip_replication=1 are dropped too unless DropSkipReplication is false. Apply flags
+//     every replay skip_replication, and capture sets skip_replication on its dump
+//     connection, so the server does not even send them (as to a replica with
+//     replicate_events_marked_for_skip=FILTER_ON_MASTER). Rows events are decoded only for
+//     transactions capture publishes. Only the own domain is positioned in the dump and the
+//     checkpoint.
 //   - Values: decoded with the binlog's own table map (binlog_row_metadata=FULL gives names,
 //     signedness, charsets, ENUM/SET labels, primary key), so an event always decodes with
 //     the schema it was written with, also when old binlog is replayed. Kinds follow the

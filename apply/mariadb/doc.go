@@ -13,8 +13,9 @@
 // primary key) the winning apply.Version, the origin site and GTID, and a deleted flag (the
 // tombstone). A row change is applied only if its transaction's version is newer than the
 // stored one: an equal version is a re-delivery, an older one a conflict (counted and
-// logged with both versions). A resync batch (apply.Txn.Resync) carries one version per row
-// and runs with skip_replication=1 instead of the origin GTID.
+// logged with both versions). Replays keep the origin's GTID and are flagged
+// skip_replication=1 (the local capture has the server filter them out). A resync batch
+// (apply.Txn.Resync) carries one version per row and runs in the local domain.
 //
 // Schema changes (CREATE, ALTER, DROP, RENAME, TRUNCATE) run with the origin GTID in the
 // origin's default database (created, outside the binlog, if capture did not publish its

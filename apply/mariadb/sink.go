@@ -156,8 +156,9 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 }
 
 // session takes a connection and sets the replay session: the origin's GTID so the
-// transaction keeps it (a resync instead flags its transaction skip_replication), no
-// foreign key checks, UTC.
+// transaction keeps it (a resync or own-stream repair runs in the local domain instead),
+// always flagged skip_replication (capture asks the server not to send flagged
+// transactions, so the local capture never reads replays), no foreign key checks, UTC.
 func (s *Sink) session(ctx context.Context, tx *apply.Txn, useSeq bool) (*sql.Conn, error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -176,7 +177,7 @@ func (s *Sink) session(ctx context.Context, tx *apply.Txn, useSeq bool) (*sql.Co
 		if useSeq {
 			seq = tx.GTID.Seq
 		}
-		q += fmt.Sprintf(", skip_replication=0, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
+		q += fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
 	}
 	if _, err := conn.ExecContext(ctx, q); err != nil {
 		conn.Close()
