@@ -325,7 +325,19 @@ func TestConvergenceAcrossSitesAndStore(t *testing.T) {
 	w := strings.Join(want, " ")
 	testenv.Eventually(t, 30*time.Second, equal(func() string { return tableRows(pa) }, w))
 	testenv.Eventually(t, 30*time.Second, equal(func() string { return tableRows(pb) }, w))
-	testenv.Eventually(t, 30*time.Second, equal(func() string { return storeRows(session, ks, db) }, w))
+	if storeRows(session, ks, db) != w {
+		time.Sleep(5 * time.Second)
+	}
+	if got := storeRows(session, ks, db); got != w {
+		for _, id := range []int{10, 15} {
+			var v, origin, gtid string
+			var wt, ver int64
+			err := session.Query(fmt.Sprintf(`SELECT v, music_origin, music_gtid, music_version, writetime(v) FROM %s."%s" WHERE id=?`,
+				ks, cassandra.TableName(db, "kv")), id).Scan(&v, &origin, &gtid, &ver, &wt)
+			t.Logf("store id %d: v=%s origin=%s gtid=%s version=%d writetime=%d (%v)", id, v, origin, gtid, ver, wt, err)
+		}
+		t.Fatalf("store: got %q, want %q", got, w)
+	}
 	var ca, cb string
 	pa.QueryRow("CHECKSUM TABLE kv").Scan(new(string), &ca)
 	pb.QueryRow("CHECKSUM TABLE kv").Scan(new(string), &cb)

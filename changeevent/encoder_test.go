@@ -56,3 +56,16 @@ func BenchmarkEncoder(b *testing.B) {
 		}
 	})
 }
+
+func BenchmarkUnmarshal(b *testing.B) {
+	data, err := NewEncoder().Append(nil, sampleEvent())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	for range b.N {
+		if _, err := Unmarshal(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -223,6 +223,9 @@ func (s *Sink) rowHashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[meta
 	return s.hashes(ctx, tx, p, keys, nil)
 }
 
+// hashChunk is the number of keys per row-hash query (one UNION ALL member each).
+const hashChunk = 500
+
 // hashes is rowHashes; with pos, the first query also reads @@gtid_binlog_pos for it.
 func (s *Sink) hashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool, pos func([]byte)) (map[metaKey][]byte, error) {
 	out := map[metaKey][]byte{}
@@ -232,8 +235,8 @@ func (s *Sink) hashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey
 			list = append(list, k)
 		}
 	}
-	for start := 0; start < len(list) || (start == 0 && pos != nil); start += 100 {
-		chunk := list[start:min(start+100, len(list))]
+	for start := 0; start < len(list) || (start == 0 && pos != nil); start += hashChunk {
+		chunk := list[start:min(start+hashChunk, len(list))]
 		var parts []string
 		var args []any
 		if start == 0 && pos != nil {

@@ -18,7 +18,7 @@ import (
 type Config struct {
 	DSN        string `yaml:"dsn"`         // go-sql-driver DSN of the local MariaDB (a user with SUPER or equivalent)
 	MetaSchema string `yaml:"meta_schema"` // schema of MUSIC's metadata tables; default "music"
-	BatchRows  int    `yaml:"batch_rows"`  // rows per statement; default 200
+	BatchRows  int    `yaml:"batch_rows"`  // rows per statement; default 1000
 	MaxConns   int    `yaml:"max_conns"`   // connection pool size; default 16
 }
 
@@ -40,7 +40,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 		cfg.MetaSchema = "music"
 	}
 	if cfg.BatchRows <= 0 {
-		cfg.BatchRows = 200
+		cfg.BatchRows = 1000
 	}
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 16
