@@ -152,12 +152,15 @@ func BenchmarkMirroringVsNative(b *testing.B) {
 	if err := replbench.StopNative(ctx, ndst); err != nil {
 		b.Fatal(err)
 	}
-	// Capture positions on its own site's GTID domain. b's binlog now ends with the native
-	// replica's copy of a's transactions (domain a, unflagged): an own-domain transaction
-	// at b after them keeps MUSIC's capture at b from starting before them (in production a
-	// site's binlog holds no such unflagged foreign transactions).
-	if _, err := ndst.ExecContext(ctx, "CREATE TABLE marker (id INT PRIMARY KEY)"); err != nil {
-		b.Fatal(err)
+	// Capture positions on its own site's GTID domain, and the server then sends other
+	// domains' unflagged transactions from the start of that binlog file. b's binlog now
+	// holds the native replica's copy of a's transactions (domain a, unflagged; in
+	// production a site's binlog holds no such foreign transactions): a new binlog file and
+	// an own-domain transaction in it keep MUSIC's capture at b from reading them.
+	for _, q := range []string{"FLUSH BINARY LOGS", "CREATE TABLE marker (id INT PRIMARY KEY)"} {
+		if _, err := ndst.ExecContext(ctx, q); err != nil {
+			b.Fatal(err)
+		}
 	}
 
 	// MUSIC a -> b: the agents of both sites, started only now.
