@@ -317,6 +317,9 @@ func (c *Capturer) scanSnapshot(ctx context.Context, s *snapshotState, send func
 			pos = uint32(n)
 		}
 	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
 	rows.Close()
 	if file == "" {
 		return errors.New("no binlog_snapshot_file: is the binlog enabled?")

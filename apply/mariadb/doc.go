@@ -35,10 +35,11 @@
 //
 // Own transactions (apply.Txn.Own: the site's own writes, read back from its stream) are
 // not replayed: their versions are recorded, and two repairs keep sites converged. For
-// every row a non-own change wrote, row_versions also keeps the local domain's binlog
-// position at that moment, an MD5 of the row as written (computed by the server) and the
-// change itself (the winner). A newer own write committed before that position whose row
-// still has that hash was overwritten by an older change: its image is written back. An
+// every row apply writes, row_versions also keeps the local domain's binlog position at that
+// moment and the change itself (the winner). A newer own write committed before that
+// position, whose row still holds exactly that change (the row and the change, written into
+// a temporary copy of the table, hash alike; checked only on this rare path), was
+// overwritten by an older change: its image is written back. An
 // own write that loses to the recorded winner but was committed after it: the winner is
 // written back. Both run with skip_replication=1 in the local domain. An own DDL is not run
 // again.

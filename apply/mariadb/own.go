@@ -3,8 +3,11 @@ package mariadb
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,7 +28,8 @@ import (
 //     until a resync (counted as a conflict and logged);
 //   - a newer version: if a change from elsewhere was applied after this write (sequence
 //     at most the recorded position) and the row still holds exactly what that change
-//     wrote (same hash), that change overwrote this newer local write: write the local
+//     wrote (compared on the server, see unchangedSinceApply), that change overwrote this
+//     newer local write: write the local
 //     image back. Otherwise the row holds this or a later local write: record only.
 //
 // The transaction runs with skip_replication=1 in the local domain, so capture drops it.
@@ -40,7 +44,7 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 			candidates[k] = true
 		}
 	}
-	now, err := s.rowHashes(ctx, tx, p, candidates)
+	same, err := s.unchangedSinceApply(ctx, tx, p, candidates, current)
 	if err != nil {
 		return res, err
 	}
@@ -62,10 +66,10 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 			if seq > st.localPos { // written after the winner was applied: put the winner back
 				restore[k] = st
 			}
-		case candidates[k] && bytes.Equal(now[k], st.rowHash):
+		case same[k]:
 			rewrite[k] = true
 		default:
-			recs[k] = record{localPos: st.localPos, rowHash: st.rowHash, repair: st.repair && seq <= st.localPos}
+			recs[k] = record{localPos: st.localPos, repair: st.repair && seq <= st.localPos, winner: st.winner}
 		}
 		s.trace("own", k, p, st, zap.Bool("candidate", candidates[k]), zap.Bool("rewrite", rewrite[k]),
 			zap.Bool("restore", restore[k].gtid != ""))
@@ -76,12 +80,12 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 			return res, err
 		}
 		res.Applied = n
-		after, err := s.rowHashes(ctx, tx, p, rewrite)
-		if err != nil {
-			return res, err
-		}
 		for k := range rewrite {
-			recs[k] = record{localPos: current[k].localPos, rowHash: after[k], repair: true}
+			w, err := winnerJSON(p.last[k]) // what the row now holds, for the next check
+			if err != nil {
+				return res, err
+			}
+			recs[k] = record{localPos: current[k].localPos, repair: true, winner: w}
 			s.log.Info("local write restored over an older change applied after it",
 				zap.String("db", k.db), zap.String("table", k.table), zap.String("key", p.text[k]), zap.String("gtid", t.ID))
 		}
@@ -121,13 +125,13 @@ func (s *Sink) restoreWinners(ctx context.Context, tx *sql.Tx, p *plan, restore 
 	if _, err := s.writeChanges(ctx, tx, changes); err != nil {
 		return err
 	}
-	pos, hashes, err := s.posAndHashes(ctx, tx, p, keys)
+	pos, err := s.localPos(ctx, tx)
 	if err != nil {
 		return err
 	}
 	for k := range keys {
 		st := restore[k]
-		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: st.winner, // the winner stays recorded
+		recs[k] = record{localPos: pos, repair: true, winner: st.winner, // the winner stays recorded
 			keep: &version{st.version, st.origin, st.gtid}, keepDeleted: st.winnerDeleted()}
 	}
 	return nil
@@ -196,12 +200,13 @@ func decodeWinner(data []byte) (apply.RowChange, error) {
 	return c, nil
 }
 
-// posAndHashes returns the local domain's highest sequence number in @@gtid_binlog_pos
-// and rowHashes, in one round trip.
-func (s *Sink) posAndHashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (uint64, map[metaKey][]byte, error) {
-	var pos uint64
-	hashes, err := s.hashes(ctx, tx, p, keys, func(v []byte) { pos = s.parsePos(string(v)) })
-	return pos, hashes, err
+// localPos returns the local domain's highest sequence number in @@gtid_binlog_pos.
+func (s *Sink) localPos(ctx context.Context, tx *sql.Tx) (uint64, error) {
+	var pos string
+	if err := tx.QueryRowContext(ctx, "SELECT @@global.gtid_binlog_pos").Scan(&pos); err != nil {
+		return 0, fmt.Errorf("read gtid_binlog_pos: %w", err)
+	}
+	return s.parsePos(pos), nil
 }
 
 func (s *Sink) parsePos(pos string) uint64 {
@@ -215,63 +220,87 @@ func (s *Sink) parsePos(pos string) uint64 {
 	return max
 }
 
-// rowHashes returns the MD5 of the current row of each key (no entry when the row does not
-// exist), over the columns of the key's last change, computed by the server so that it is
-// comparable across calls. Keys are looked up in one UNION ALL query per chunk. The rows
-// are read FOR UPDATE: a local write cannot slip in between the check and a rewrite.
-func (s *Sink) rowHashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (map[metaKey][]byte, error) {
-	return s.hashes(ctx, tx, p, keys, nil)
-}
-
-// hashChunk is the number of keys per row-hash query (one UNION ALL member each).
-const hashChunk = 500
-
-// hashes is rowHashes; with pos, the first query also reads @@gtid_binlog_pos for it.
-func (s *Sink) hashes(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool, pos func([]byte)) (map[metaKey][]byte, error) {
-	out := map[metaKey][]byte{}
-	var list []metaKey
+// unchangedSinceApply tells, for each candidate key, whether its row still holds exactly
+// what apply last wrote there (the change recorded in row_versions.winner): no local write
+// came after. The row is read FOR UPDATE, so no local write can slip in before a rewrite.
+// The recorded image is written into a temporary copy of the table and hashed the same way
+// as the row, so both go through the same column types; this runs only for candidates
+// (own writes an older change overwrote), never on the path of ordinary replays.
+func (s *Sink) unchangedSinceApply(ctx context.Context, tx *sql.Tx, p *plan, candidates map[metaKey]bool, current map[metaKey]stored) (map[metaKey]bool, error) {
+	out := map[metaKey]bool{}
 	for _, k := range p.keys {
-		if keys[k] {
-			list = append(list, k)
+		if !candidates[k] {
+			continue
 		}
-	}
-	for start := 0; start < len(list) || (start == 0 && pos != nil); start += hashChunk {
-		chunk := list[start:min(start+hashChunk, len(list))]
-		var parts []string
-		var args []any
-		if start == 0 && pos != nil {
-			parts = append(parts, "(SELECT -1, CAST(@@global.gtid_binlog_pos AS BINARY))")
+		st := current[k]
+		if st.winner == nil {
+			s.log.Warn("no record of apply's last write to the row; a local write it overwrote stays overwritten until a resync",
+				zap.String("db", k.db), zap.String("table", k.table), zap.String("key", p.text[k]))
+			continue
 		}
-		for i, k := range chunk {
-			q, a, err := hashQuery(p.last[k], i)
-			if err != nil {
-				return nil, err
-			}
-			parts = append(parts, q)
-			args = append(args, a...)
-		}
-		rs, err := tx.QueryContext(ctx, strings.Join(parts, " UNION ALL "), args...)
+		w, err := decodeWinner(st.winner)
 		if err != nil {
-			return nil, fmt.Errorf("row hashes: %w", err)
+			return nil, fmt.Errorf("decode the recorded last write of %s.%s %s: %w", k.db, k.table, p.text[k], err)
 		}
-		for rs.Next() {
-			var i int
-			var h []byte
-			if err := rs.Scan(&i, &h); err != nil {
-				rs.Close()
-				return nil, fmt.Errorf("row hashes: %w", err)
-			}
-			if i < 0 {
-				pos(h)
-				continue
-			}
-			out[chunk[i]] = h
+		now, err := s.rowHash(ctx, tx, w)
+		if err != nil {
+			return nil, err
 		}
-		if err := rs.Close(); err != nil {
-			return nil, fmt.Errorf("row hashes: %w", err)
+		if w.Image == nil { // apply deleted the row: unchanged if it is still gone
+			out[k] = now == nil
+			continue
 		}
+		then, err := s.imageHash(ctx, tx, w)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = now != nil && bytes.Equal(now, then)
 	}
 	return out, nil
+}
+
+// imageHash is the hash the row would have if it held exactly c's image: c is written into
+// a temporary copy of its table (not binlogged, private to the session) and hashed there.
+func (s *Sink) imageHash(ctx context.Context, tx *sql.Tx, c apply.RowChange) ([]byte, error) {
+	src, err := quoteTable(c.Event.Source.DB, c.Event.Source.Table)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(c.Event.Source.DB + "." + c.Event.Source.Table))
+	tmp := "w_" + hex.EncodeToString(sum[:12])
+	for _, q := range []string{
+		"DROP TEMPORARY TABLE IF EXISTS " + s.meta + "." + tmp, // the table's schema may have changed since
+		"CREATE TEMPORARY TABLE " + s.meta + "." + tmp + " LIKE " + src,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("temporary copy of %s: %w", src, err)
+		}
+	}
+	e := *c.Event
+	e.Source.DB, e.Source.Table = strings.Trim(s.meta, "`"), tmp
+	copied := apply.RowChange{Event: &e, Key: c.Key, Image: c.Image}
+	if _, err := s.writeChanges(ctx, tx, []apply.RowChange{copied}); err != nil {
+		return nil, err
+	}
+	return s.rowHash(ctx, tx, copied)
+}
+
+// rowHash returns the MD5 of the current row of c's key over c's columns (nil when there
+// is no such row), computed by the server; the row is read FOR UPDATE.
+func (s *Sink) rowHash(ctx context.Context, tx *sql.Tx, c apply.RowChange) ([]byte, error) {
+	q, args, err := hashQuery(c, 0)
+	if err != nil {
+		return nil, err
+	}
+	var i int
+	var h []byte
+	switch err := tx.QueryRowContext(ctx, q, args...).Scan(&i, &h); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("row hash: %w", err)
+	}
+	return h, nil
 }
 
 // hashQuery selects i and the row's hash for one key.

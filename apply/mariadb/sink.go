@@ -92,7 +92,7 @@ func (s *Sink) createMeta(ctx context.Context) error {
 		// Metadata of an earlier MUSIC: commit times were whole seconds in ms.
 		`ALTER TABLE ` + s.meta + `.row_versions CHANGE COLUMN IF EXISTS ts_ms ts_us BIGINT NOT NULL`,
 		`ALTER TABLE ` + s.meta + `.row_versions ADD COLUMN IF NOT EXISTS local_pos BIGINT UNSIGNED NOT NULL DEFAULT 0,
-			ADD COLUMN IF NOT EXISTS row_hash BINARY(16) NULL, ADD COLUMN IF NOT EXISTS repair TINYINT NOT NULL DEFAULT 0,
+			ADD COLUMN IF NOT EXISTS repair TINYINT NOT NULL DEFAULT 0,
 			ADD COLUMN IF NOT EXISTS winner MEDIUMBLOB NULL`,
 		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.ddl_applied (
 			origin VARCHAR(64) NOT NULL, gtid VARCHAR(64) NOT NULL, statement MEDIUMTEXT NOT NULL,
@@ -203,15 +203,13 @@ type stored struct {
 	gtid     string
 	absent   bool
 	localPos uint64 // local domain's binlog seq when a non-own change was last written
-	rowHash  []byte // MD5 of the row as apply last wrote it (nil: deleted)
 	repair   bool   // own changes up to localPos may have been overwritten
-	winner   []byte // the winning non-own change as event JSON, to restore it
+	winner   []byte // apply's last write to the row (the winning change, or a rewritten own one), compact JSON
 }
 
 // record is what writeVersions stores besides the version.
 type record struct {
 	localPos uint64
-	rowHash  []byte
 	repair   bool
 	winner   []byte
 	// keep, when set, is the version to store instead of the transaction's (a restored
@@ -330,10 +328,10 @@ func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq boo
 }
 
 // remoteRecords notes, for rows a non-own change just wrote, the local binlog position
-// (own changes up to it may have been overwritten) and the row's hash (to tell whether a
-// local write came after).
+// (own changes up to it may have been overwritten) and the change itself (to restore it, or
+// to tell whether a local write came after).
 func (s *Sink) remoteRecords(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (map[metaKey]record, error) {
-	pos, hashes, err := s.posAndHashes(ctx, tx, p, keys)
+	pos, err := s.localPos(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
@@ -343,10 +341,10 @@ func (s *Sink) remoteRecords(ctx context.Context, tx *sql.Tx, p *plan, keys map[
 		if err != nil {
 			return nil, err
 		}
-		recs[k] = record{localPos: pos, rowHash: hashes[k], repair: true, winner: w}
+		recs[k] = record{localPos: pos, repair: true, winner: w}
 		if s.log.Core().Enabled(zap.DebugLevel) {
 			s.log.Debug("decision", zap.String("path", "remote-written"), zap.String("key", p.text[k]),
-				zap.String("gtid", p.ver[k].gtid), zap.Uint64("new_local_pos", pos), zap.Bool("deleted", hashes[k] == nil))
+				zap.String("gtid", p.ver[k].gtid), zap.Uint64("new_local_pos", pos), zap.Bool("deleted", p.deleted[k]))
 		}
 	}
 	return recs, nil
@@ -369,7 +367,7 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 		if _, err := tx.ExecContext(ctx, ins, args...); err != nil {
 			return nil, fmt.Errorf("reserve versions: %w", err)
 		}
-		sel := "SELECT db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,local_pos,row_hash,repair,winner FROM " + s.meta +
+		sel := "SELECT db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,local_pos,repair,winner FROM " + s.meta +
 			".row_versions WHERE (db,tbl,pk_hash) IN (" + join(tuples) + ") FOR UPDATE"
 		rs, err := tx.QueryContext(ctx, sel, args...)
 		if err != nil {
@@ -380,7 +378,7 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 			var h []byte
 			var st stored
 			if err := rs.Scan(&k.db, &k.table, &h, &st.version.TsUs, &st.version.Domain, &st.version.Seq, &st.origin, &st.gtid,
-				&st.localPos, &st.rowHash, &st.repair, &st.winner); err != nil {
+				&st.localPos, &st.repair, &st.winner); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read versions: %w", err)
 			}
@@ -388,8 +386,19 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 			st.absent = st.version.TsUs == -1
 			out[k] = st
 		}
+		// A read cut short (a deadlock or lock wait timeout while rows stream in) ends the
+		// loop with the error in Err: without this check the missing keys would look new.
+		if err := rs.Err(); err != nil {
+			rs.Close()
+			return nil, fmt.Errorf("read versions: %w", err)
+		}
 		if err := rs.Close(); err != nil {
 			return nil, fmt.Errorf("read versions: %w", err)
+		}
+		for _, k := range chunk {
+			if _, ok := out[k]; !ok {
+				return nil, fmt.Errorf("read versions: no row for %s.%s %s (reserved just before)", k.db, k.table, p.text[k])
+			}
 		}
 	}
 	return out, nil
@@ -412,13 +421,13 @@ func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[
 				v, deleted = *r.keep, r.keepDeleted
 			}
 			args = append(args, k.db, k.table, k.hash[:], v.v.TsUs, v.v.Domain, v.v.Seq,
-				v.origin, v.gtid, deleted, p.text[k], r.localPos, r.rowHash, r.repair, r.winner)
-			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+				v.origin, v.gtid, deleted, p.text[k], r.localPos, r.repair, r.winner)
+			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		}
-		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk,local_pos,row_hash,repair,winner) VALUES " +
+		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk,local_pos,repair,winner) VALUES " +
 			join(rows) + " ON DUPLICATE KEY UPDATE ts_us=VALUES(ts_us), domain_id=VALUES(domain_id), seq=VALUES(seq)," +
 			" origin=VALUES(origin), gtid=VALUES(gtid), deleted=VALUES(deleted), pk=VALUES(pk)," +
-			" local_pos=VALUES(local_pos), row_hash=VALUES(row_hash), repair=VALUES(repair), winner=VALUES(winner)"
+			" local_pos=VALUES(local_pos), repair=VALUES(repair), winner=VALUES(winner)"
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("write versions: %w", err)
 		}

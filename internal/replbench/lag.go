@@ -58,6 +58,10 @@ func Probe(ctx context.Context, dst *sql.DB, table string, first, want int, poll
 			res.Elapsed = time.Since(start)
 			next = int(id) + 1
 		}
+		if err := rows.Err(); err != nil {
+			rows.Close()
+			return res, err
+		}
 		rows.Close()
 		time.Sleep(poll)
 	}
