@@ -175,8 +175,10 @@ func statement(t *table, tx *apply.Txn, c apply.RowChange) (string, []any, error
 }
 
 var (
-	dropTableRE     = regexp.MustCompile(`(?is)^\s*DROP\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?[` + "`" + `"]?(\w+)[` + "`" + `"]?\s*;?\s*$`)
-	truncateTableRE = regexp.MustCompile(`(?is)^\s*TRUNCATE\s+(?:TABLE\s+)?[` + "`" + `"]?(\w+)[` + "`" + `"]?\s*;?\s*$`)
+	// One table name, optionally qualified with its database: [`db`.]`table`.
+	tableNameRE     = `(?:[` + "`" + `"]?\w+[` + "`" + `"]?\.)?[` + "`" + `"]?(\w+)[` + "`" + `"]?`
+	dropTableRE     = regexp.MustCompile(`(?is)^\s*DROP\s+(?:TEMPORARY\s+)?TABLE\s+(?:IF\s+EXISTS\s+)?` + tableNameRE + `\s*;?\s*$`)
+	truncateTableRE = regexp.MustCompile(`(?is)^\s*TRUNCATE\s+(?:TABLE\s+)?` + tableNameRE + `\s*;?\s*$`)
 )
 
 // applyDDL reflects a schema change: columns carried by a CREATE or ALTER are created or

@@ -95,6 +95,7 @@ log "converged in $((SECONDS - t0))s after the writes stopped"
 "${verify[@]}"
 echo
 agents=$(for s in "${sites[@]}"; do printf "127.0.0.1:%d," "$((MUSIC_APPLY_PORT_BASE + $(site_index "$s")))"; done | sed 's/,$//')
+sleep 2.5 # the agents refresh their pending counts every 2 s
 "$bin" status --agents "$agents" --nats-url "$nats" || true
 
 cat <<MSG
