@@ -31,7 +31,8 @@ wait_http() { # url what
   done
 }
 
-log "starting a capture and an apply agent per site"
+log "starting a capture and an apply agent per site (agents of an earlier run are restarted, on the binary just built)"
+"$(dirname "${BASH_SOURCE[0]}")/down.sh" agents >/dev/null
 for s in "${sites[@]}"; do
   i=$(site_index "$s")
   start_agent "$s" capture --site "$s" --domain-id "$i" --dsn "$(site_dsn "$s")" --nats-url "$nats" --include "$DB.*" \
