@@ -89,6 +89,16 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.conc)
+	var batch *gocql.Batch
+	size := 0
+	flush := func() {
+		if batch == nil {
+			return
+		}
+		b := batch
+		batch, size = nil, 0
+		g.Go(func() error { return s.session.ExecuteBatch(b) })
+	}
 	for _, c := range final {
 		t, err := s.ensureTable(gctx, c.Event.Source.DB, c.Event.Source.Table, c.Event.Columns)
 		if err != nil {
@@ -100,10 +110,15 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 			_ = g.Wait()
 			return apply.Result{}, err
 		}
-		g.Go(func() error {
-			return s.session.Query(stmt, args...).WithTimestamp(wt).WithContext(gctx).Exec()
-		})
+		if batch == nil {
+			batch = s.session.NewBatch(gocql.UnloggedBatch).WithTimestamp(wt).WithContext(gctx)
+		}
+		batch.Query(stmt, args...)
+		if size += approxSize(args); len(batch.Entries) >= maxBatchRows || size >= maxBatchBytes {
+			flush()
+		}
 	}
+	flush()
 	if err := g.Wait(); err != nil {
 		return apply.Result{}, fmt.Errorf("cassandra: apply %s from %s: %w", tx.ID, tx.Origin, err)
 	}
@@ -111,6 +126,30 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 }
 
 // lastChanges returns each row's last change in tx, in order of first appearance.
+// A transaction's rows go to the store in unlogged batches (all under the transaction's
+// write timestamp): fewer requests than one per row, and small enough to stay under
+// Cassandra's batch size warning (5 KiB by default).
+const (
+	maxBatchRows  = 32
+	maxBatchBytes = 4 << 10
+)
+
+// approxSize estimates the bytes a row's values take in a batch.
+func approxSize(args []any) int {
+	n := 0
+	for _, a := range args {
+		switch v := a.(type) {
+		case string:
+			n += len(v)
+		case []byte:
+			n += len(v)
+		default:
+			n += 8
+		}
+	}
+	return n + 16
+}
+
 func lastChanges(tx *apply.Txn) ([]apply.RowChange, error) {
 	idx := map[string]int{}
 	var out []apply.RowChange
