@@ -95,7 +95,7 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 			return res, err
 		}
 	}
-	return res, s.writeVersions(ctx, tx, p, recs)
+	return res, s.writeVersions(ctx, tx, p, recs, current)
 }
 
 // restoreWinners writes back the winning change of rows a newer-in-time but losing local

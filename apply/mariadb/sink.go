@@ -113,6 +113,7 @@ func (s *Sink) createMeta(ctx context.Context) error {
 
 // MariaDB error numbers the sink reacts to.
 const (
+	errDupKey         = 1062
 	errDeadlock       = 1213
 	errLockWait       = 1205
 	errGTIDOutOfOrder = 1950
@@ -145,7 +146,7 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 			s.log.Warn("server refused the origin gtid_seq_no; replaying with a server-chosen one",
 				zap.String("gtid", tx.ID), zap.Error(err))
 			useSeq = false
-		case (n == errDeadlock || n == errLockWait) && attempt < 8:
+		case (n == errDeadlock || n == errLockWait || errors.Is(err, errVersionRace)) && attempt < 8:
 			if err := apply.Sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
 				return apply.Result{}, err
 			}
@@ -202,6 +203,7 @@ type stored struct {
 	origin   string
 	gtid     string
 	absent   bool
+	fresh    bool   // no row at all in row_versions (absent, and to be inserted)
 	localPos uint64 // local domain's binlog seq when a non-own change was last written
 	repair   bool   // own changes up to localPos may have been overwritten
 	winner   []byte // apply's last write to the row (the winning change, or a rewritten own one), compact JSON
@@ -320,7 +322,7 @@ func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq boo
 		if err != nil {
 			return res, err
 		}
-		if err := s.writeVersions(ctx, sqlTx, p, recs); err != nil {
+		if err := s.writeVersions(ctx, sqlTx, p, recs, current); err != nil {
 			return res, err
 		}
 	}
@@ -350,22 +352,22 @@ func (s *Sink) remoteRecords(ctx context.Context, tx *sql.Tx, p *plan, keys map[
 	return recs, nil
 }
 
-// lockVersions inserts placeholder rows for unseen keys (so concurrent appliers of the same
-// new key serialise on it) and reads every key's version FOR UPDATE.
+// errVersionRace: another transaction recorded a version for a key this one found new;
+// the transaction is retried and then sees it.
+var errVersionRace = errors.New("a concurrent transaction recorded the key first")
+
+// lockVersions reads every key's version FOR UPDATE. A key without a row is new (fresh):
+// writeVersions inserts it without ON DUPLICATE KEY, so of two transactions that both
+// found it new, the second fails on the duplicate and is retried (errVersionRace).
 func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaKey]stored, error) {
 	out := make(map[metaKey]stored, len(p.keys))
 	for start := 0; start < len(p.keys); start += s.batch {
 		chunk := p.keys[start:min(start+s.batch, len(p.keys))]
 		var args []any
-		var tuples, rows []string
+		var tuples []string
 		for _, k := range chunk {
 			args = append(args, k.db, k.table, k.hash[:])
 			tuples = append(tuples, "(?,?,?)")
-			rows = append(rows, "(?,?,?,-1,0,0,'','',0,'')")
-		}
-		ins := "INSERT IGNORE INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk) VALUES " + join(rows)
-		if _, err := tx.ExecContext(ctx, ins, args...); err != nil {
-			return nil, fmt.Errorf("reserve versions: %w", err)
 		}
 		sel := "SELECT db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,local_pos,repair,winner FROM " + s.meta +
 			".row_versions WHERE (db,tbl,pk_hash) IN (" + join(tuples) + ") FOR UPDATE"
@@ -383,7 +385,7 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 				return nil, fmt.Errorf("read versions: %w", err)
 			}
 			copy(k.hash[:], h)
-			st.absent = st.version.TsUs == -1
+			st.absent = st.version.TsUs == -1 // a placeholder of an earlier MUSIC
 			out[k] = st
 		}
 		// A read cut short (a deadlock or lock wait timeout while rows stream in) ends the
@@ -397,20 +399,34 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 		}
 		for _, k := range chunk {
 			if _, ok := out[k]; !ok {
-				return nil, fmt.Errorf("read versions: no row for %s.%s %s (reserved just before)", k.db, k.table, p.text[k])
+				out[k] = stored{version: apply.Version{TsUs: -1}, absent: true, fresh: true}
 			}
 		}
 	}
 	return out, nil
 }
 
-func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[metaKey]record) error {
-	var keys []metaKey
+// writeVersions stores recs: keys found new (current[k].fresh) with a plain INSERT, the
+// others (locked by lockVersions) with INSERT ... ON DUPLICATE KEY UPDATE.
+func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[metaKey]record, current map[metaKey]stored) error {
+	var fresh, known []metaKey
 	for _, k := range p.keys {
-		if _, ok := recs[k]; ok {
-			keys = append(keys, k)
+		if _, ok := recs[k]; !ok {
+			continue
+		}
+		if current[k].fresh {
+			fresh = append(fresh, k)
+		} else {
+			known = append(known, k)
 		}
 	}
+	if err := s.insertVersions(ctx, tx, p, recs, fresh, false); err != nil {
+		return err
+	}
+	return s.insertVersions(ctx, tx, p, recs, known, true)
+}
+
+func (s *Sink) insertVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[metaKey]record, keys []metaKey, upsert bool) error {
 	for start := 0; start < len(keys); start += s.batch {
 		chunk := keys[start:min(start+s.batch, len(keys))]
 		var args []any
@@ -425,10 +441,16 @@ func (s *Sink) writeVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map[
 			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		}
 		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk,local_pos,repair,winner) VALUES " +
-			join(rows) + " ON DUPLICATE KEY UPDATE ts_us=VALUES(ts_us), domain_id=VALUES(domain_id), seq=VALUES(seq)," +
-			" origin=VALUES(origin), gtid=VALUES(gtid), deleted=VALUES(deleted), pk=VALUES(pk)," +
-			" local_pos=VALUES(local_pos), repair=VALUES(repair), winner=VALUES(winner)"
+			join(rows)
+		if upsert {
+			q += " ON DUPLICATE KEY UPDATE ts_us=VALUES(ts_us), domain_id=VALUES(domain_id), seq=VALUES(seq)," +
+				" origin=VALUES(origin), gtid=VALUES(gtid), deleted=VALUES(deleted), pk=VALUES(pk)," +
+				" local_pos=VALUES(local_pos), repair=VALUES(repair), winner=VALUES(winner)"
+		}
 		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			if errNumber(err) == errDupKey {
+				return fmt.Errorf("write versions: %w: %w", errVersionRace, err)
+			}
 			return fmt.Errorf("write versions: %w", err)
 		}
 	}
