@@ -55,6 +55,9 @@ var (
 // NewPrivateCassandra starts a private node and waits until it answers CQL.
 func NewPrivateCassandra(t testing.TB) *PrivateCassandra {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs a private cassandra node: -short runs only the tests of pure logic (make test-short)")
+	}
 	tp := Local(t)
 
 	// install.sh runs with the caller's environment, so it takes the same lock (under the
