@@ -273,7 +273,11 @@ func TestOwnStreamRepairsLocalWritesOverwrittenByOlderChanges(t *testing.T) {
 	g2 := localWrite(t, f, ins, 2, "L1")
 	// Row 3: local write, then a newer remote change.
 	g3 := localWrite(t, f, ins, 3, "local")
-	f.apply(t, x.Txn(1000, f.kv.Insert(row(1, "x")), f.kv.Insert(row(2, "x"))))
+	// Row 1's older change carries a value of every kind, so the check that the row still
+	// holds exactly what apply wrote (through a temporary copy of the table) sees them all.
+	typed := row(1, "x")
+	typed["n"], typed["u"], typed["b"], typed["t"] = "12.5000", uint64(1<<64-1), []byte{0, 0xff, 'a'}, "2026-11-28 12:34:56.000789"
+	f.apply(t, x.Txn(1000, f.kv.Insert(typed), f.kv.Insert(row(2, "x"))))
 	f.apply(t, x.Txn(5000, f.kv.Insert(row(3, "x"))))
 	g4 := localWrite(t, f, ins, 2, "L2")
 	// Row 4: a winner (same second, higher domain) applied first, then a local write that
