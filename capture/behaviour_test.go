@@ -118,7 +118,10 @@ func TestLoopPrevention(t *testing.T) {
 		t.Fatalf("published %d events (first %v), want only the own-domain insert", len(events), events[0].After)
 	}
 	// The flagged insert never reached capture: the server filters skip_replication
-	// transactions on capture's dump connection (the reader would drop them too).
+	// transactions on capture's dump connection (the reader would drop and count them).
+	if got := testutil.ToFloat64(r.c.m.Skipped.WithLabelValues("skip_replication")); got != 0 {
+		t.Errorf("capture received %v skip_replication transactions; the server should have filtered them", got)
+	}
 	if g, _ := ParseGTID(events[0].Source.GTID); g.Domain != uint32(h.site.Index) {
 		t.Errorf("gtid %s not of domain %d", events[0].Source.GTID, h.site.Index)
 	}

@@ -29,8 +29,8 @@ import (
 //   - a newer version: if a change from elsewhere was applied after this write (sequence
 //     at most the recorded position) and the row still holds exactly what that change
 //     wrote (compared on the server, see unchangedSinceApply), that change overwrote this
-//     newer local write: write the local
-//     image back. Otherwise the row holds this or a later local write: record only.
+//     newer local write: write the local image back. Otherwise the row holds this or a
+//     later local write: record only.
 //
 // The transaction runs with skip_replication=1 in the local domain, so capture drops it.
 func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, current map[metaKey]stored) (apply.Result, error) {
@@ -104,7 +104,7 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 // non-own change again.
 func (s *Sink) restoreWinners(ctx context.Context, tx *sql.Tx, p *plan, restore map[metaKey]stored, recs map[metaKey]record) error {
 	var changes []apply.RowChange
-	keys := map[metaKey]bool{}
+	keys := map[metaKey]bool{} // restored keys -> the winner was a delete
 	for _, k := range p.keys {
 		st, ok := restore[k]
 		if !ok {
@@ -120,7 +120,7 @@ func (s *Sink) restoreWinners(ctx context.Context, tx *sql.Tx, p *plan, restore 
 			return fmt.Errorf("decode recorded winner of %s.%s %s: %w", k.db, k.table, p.text[k], err)
 		}
 		changes = append(changes, c)
-		keys[k] = true
+		keys[k] = c.Image == nil
 	}
 	if _, err := s.writeChanges(ctx, tx, changes); err != nil {
 		return err
@@ -129,17 +129,12 @@ func (s *Sink) restoreWinners(ctx context.Context, tx *sql.Tx, p *plan, restore 
 	if err != nil {
 		return err
 	}
-	for k := range keys {
+	for k, deleted := range keys {
 		st := restore[k]
 		recs[k] = record{localPos: pos, repair: true, winner: st.winner, // the winner stays recorded
-			keep: &version{st.version, st.origin, st.gtid}, keepDeleted: st.winnerDeleted()}
+			keep: &version{st.version, st.origin, st.gtid}, keepDeleted: deleted}
 	}
 	return nil
-}
-
-func (st stored) winnerDeleted() bool {
-	c, err := decodeWinner(st.winner)
-	return err == nil && c.Image == nil
 }
 
 // winner is the compact record of a non-own change of one row, enough to write it again.
