@@ -333,7 +333,10 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	start := rp.Pos
 	// Only the site's own domain is positioned: the other domains are changes replayed by
 	// MUSIC's apply (never published), and their sequence numbers, chosen by the origin,
-	// need not be monotonic here, which would make MariaDB refuse the position.
+	// need not be monotonic here, which would make MariaDB refuse the position (tried:
+	// "the binlog on the master is missing the GTID ... requested by the slave"). The price:
+	// the server sends the other domains from the start of the binlog it keeps; replays are
+	// flagged skip_replication, so it filters those out before sending.
 	start = start.Only(c.cfg.DomainID)
 	rp.Pos = start
 	c.acked.Store(&rp)
@@ -345,7 +348,7 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	lazy := newLazyRows()
 	syncer := c.syncer(mc, lazy)
 	defer syncer.Close()
-	streamer, err := c.startDump(syncer, rp, c.dumpState(setup, db, rp.Pos))
+	streamer, err := c.startDump(syncer, rp)
 	if err != nil {
 		return err
 	}
@@ -404,31 +407,7 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 
 // startDump starts the binlog dump at rp: by GTID position, or by binlog file offset once
 // the server refused the GTID position (see Run).
-// dumpState is the GTID state the binlog dump starts from: the site's own domain at the
-// resume point, and every other domain at its current end (@@gtid_binlog_pos). Capture
-// never publishes other domains, and a domain missing from the state would make the server
-// send all of that domain's history still in the binlog (every change other sites ever
-// had replayed here unflagged, or a native replica's) on each start. Without the current
-// end (query failed), only the own domain is positioned.
-func (c *Capturer) dumpState(ctx context.Context, db *sql.DB, own Position) Position {
-	var s string
-	if err := db.QueryRowContext(ctx, "SELECT @@global.gtid_binlog_pos").Scan(&s); err != nil {
-		c.log.Warn("cannot read gtid_binlog_pos; positioning the own domain only", zap.Error(err))
-		return own
-	}
-	end, err := ParsePosition(s)
-	if err != nil {
-		c.log.Warn("cannot parse gtid_binlog_pos; positioning the own domain only", zap.String("gtid_binlog_pos", s), zap.Error(err))
-		return own
-	}
-	delete(end, c.cfg.DomainID)
-	for d, g := range own.Only(c.cfg.DomainID) {
-		end[d] = g
-	}
-	return end
-}
-
-func (c *Capturer) startDump(syncer *replication.BinlogSyncer, rp resumePoint, state Position) (*replication.BinlogStreamer, error) {
+func (c *Capturer) startDump(syncer *replication.BinlogSyncer, rp resumePoint) (*replication.BinlogStreamer, error) {
 	var streamer *replication.BinlogStreamer
 	var err error
 	if c.byFile.Load() && rp.hasFile() {
@@ -436,7 +415,7 @@ func (c *Capturer) startDump(syncer *replication.BinlogSyncer, rp resumePoint, s
 			zap.String("file", rp.File), zap.Uint32("offset", rp.Offset), zap.String("position", rp.Pos.String()))
 		streamer, err = syncer.StartSync(mysql.Position{Name: rp.File, Pos: rp.Offset})
 	} else {
-		gset, perr := mysql.ParseMariadbGTIDSet(state.String())
+		gset, perr := mysql.ParseMariadbGTIDSet(rp.Pos.String())
 		if perr != nil {
 			return nil, perr
 		}
