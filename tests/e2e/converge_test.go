@@ -395,26 +395,44 @@ func readStream(t *testing.T, ctx context.Context, js jetstream.JetStream, name 
 		t.Fatal(err)
 	}
 	var out []*changeevent.Event
-	for uint64(len(out)) < total {
+	joiner := changeevent.NewJoiner()
+	var read uint64
+	for read < total {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := 0
 		for msg := range batch.Messages() {
-			e, err := changeevent.Unmarshal(msg.Data())
+			got++
+			data := msg.Data()
+			part, isPart, err := changeevent.ParsePart(msg.Headers().Get)
 			if err != nil {
 				t.Fatalf("stream %s: %v", name, err)
 			}
-			out = append(out, e)
-			got++
+			if isPart {
+				whole, done := joiner.Add(part, data)
+				if !done {
+					continue
+				}
+				data = whole
+			}
+			evs, err := changeevent.DecodeMessage(data)
+			if err != nil {
+				t.Fatalf("stream %s: %v", name, err)
+			}
+			out = append(out, evs...)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			t.Fatal(err)
 		}
 		if got == 0 {
-			t.Fatalf("stream %s: read %d of %d messages", name, len(out), total)
+			t.Fatalf("stream %s: read %d of %d messages", name, read, total)
 		}
+		read += uint64(got)
+	}
+	if joiner.Pending() > 0 {
+		t.Fatalf("stream %s: %d events with parts missing", name, joiner.Pending())
 	}
 	return out
 }
