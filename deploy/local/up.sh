@@ -14,25 +14,8 @@ start_mariadb_site() {
   local site=$1 idx port dir
   idx=$(site_index "$site"); port=$(site_port "$site"); dir="$MUSIC_DATA/mariadb-$site"
   if port_open "$port"; then log "mariadb site $site already answers on 127.0.0.1:$port"; return; fi
-  mkdir -p "$dir"
-  if [ ! -d "$dir/data/mysql" ]; then
-    mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
-      --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
-      || die "mariadb-install-db for site $site failed; see $dir/install.log"
-  fi
   local t0=$SECONDS
-  setsid mariadbd --no-defaults --user=root --datadir="$dir/data" --socket="$dir/mysqld.sock" \
-    --pid-file="$dir/mysqld.pid" --port="$port" --bind-address=127.0.0.1 \
-    --server-id="$idx" --gtid-domain-id="$idx" --log-bin="$dir/data/mariadb-bin" \
-    --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
-    --log-slave-updates=ON --gtid-strict-mode=OFF \
-    --rpl-semi-sync-master-enabled=OFF --rpl-semi-sync-slave-enabled=OFF \
-    --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci \
-    --max-connections=500 --max-allowed-packet=64M \
-    --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=1 --sync-binlog=1 \
-    --log-error="$dir/error.log" </dev/null >"$dir/stdout.log" 2>&1 9>&- &
-  echo $! >"$dir/server.pid"
-  wait_port "mariadb site $site" "$port" "$dir/server.pid" "$dir/error.log"
+  "$(dirname "${BASH_SOURCE[0]}")/mariadb-instance.sh" "$dir" "$port" "$idx"
   log "mariadb site $site ready on 127.0.0.1:$port (server_id=$idx gtid_domain_id=$idx) in $((SECONDS - t0))s"
 }
 
