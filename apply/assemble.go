@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 
@@ -9,66 +10,173 @@ import (
 	"github.com/music-coord/music/changeevent"
 )
 
-// assembler collects a transaction's events until all are there.
+// assembler collects a transaction's events, delivered in one or more messages, until all
+// are there. A transaction is complete once it holds Total events with indexes 0 ..
+// Total-1, Total being known from any of its events: every event of a buffered
+// transaction carries it, only the Last one of a streamed transaction does.
+//
+// Memory: a transaction that arrives in one message is decoded once and handed over. One
+// spread over several messages is held as its message bodies (the encoded JSON, which the
+// unacknowledged messages hold anyway) plus a set of its indexes; its events are decoded
+// again, all at once, when it completes. So an assembling transaction costs about its
+// encoded size, and a complete one its decoded events until every sink has it.
 type assembler struct {
-	open map[string]*partial // by Transaction.ID
-	// finished remembers recently completed transaction ids so that a late redelivery of
-	// one of their events is recognised, not mistaken for a new partial transaction.
-	finished map[string]struct{}
-	order    []string
-	keep     int
+	open     map[string]*partial // by Transaction.ID
+	finished *recent             // recently completed (or given up) transactions
 }
 
 type partial struct {
-	events map[int]*changeevent.Event
+	id      string
+	gtid    string
+	tsUs    int64
+	indexes map[int]struct{}
+	maxIdx  int
+	total   int // 0 while unknown (a streamed transaction before its last event)
+	bodies  [][]byte
+	seqs    []uint64
+	tables  []string
+	tableIn map[string]bool
+	tok     uint64 // lag tracker entry, set by the worker
+}
+
+// assembled is a complete transaction.
+type assembled struct {
+	events []*changeevent.Event
 	seqs   []uint64
+	tables []string
+	tok    uint64
 }
 
 func newAssembler(keep int) *assembler {
-	return &assembler{open: map[string]*partial{}, finished: map[string]struct{}{}, keep: keep}
+	return &assembler{open: map[string]*partial{}, finished: newRecent(keep)}
 }
 
-// add files ev (delivered at stream sequence seq). It returns the complete transaction's
-// events and stream sequences once the last one arrives. dup is true for an event of a
-// transaction already complete or an index already held.
-func (a *assembler) add(ev *changeevent.Event, seq uint64) (events []*changeevent.Event, seqs []uint64, dup bool) {
-	id := ev.Transaction.ID
-	if _, ok := a.finished[id]; ok {
-		return nil, nil, true
+// add files the events of one message (all of one transaction; body is the message body
+// they were decoded from, seqs its stream sequences). It returns the complete transaction
+// once its last event is there (done), or the partial it is still assembling (p, new
+// true for its first message). dup is true when every event was held already or the
+// transaction is finished: the caller acknowledges seqs. An error (the events do not fit
+// together) gives up the transaction: p holds everything delivered of it, finished.
+func (a *assembler) add(events []*changeevent.Event, body []byte, seqs []uint64) (done *assembled, p *partial, created, dup bool, err error) {
+	id := events[0].Transaction.ID
+	if a.finished.has(id) {
+		return nil, nil, false, true, nil
 	}
-	p := a.open[id]
+	p = a.open[id]
 	if p == nil {
-		p = &partial{events: map[int]*changeevent.Event{}}
+		p = &partial{id: id, gtid: events[0].Source.GTID, tsUs: commitUs(events[0].Source), indexes: map[int]struct{}{},
+			maxIdx: -1, tableIn: map[string]bool{}}
 		a.open[id] = p
+		created = true
 	}
-	if _, ok := p.events[ev.Transaction.Index]; ok {
-		return nil, nil, true
+	fresh := 0
+	for _, e := range events {
+		t := e.Transaction
+		if tbl := tableOf(e); !p.tableIn[tbl] {
+			p.tableIn[tbl] = true
+			p.tables = append(p.tables, tbl)
+		}
+		switch {
+		case t.ID != id:
+			err = fmt.Errorf("%w: message mixes transactions %s and %s", ErrMalformed, id, t.ID)
+		case t.Index < 0:
+			err = fmt.Errorf("%w: transaction %s: event index %d", ErrMalformed, id, t.Index)
+		case t.Last && t.Total <= 0:
+			err = fmt.Errorf("%w: transaction %s: last event %d without the total", ErrMalformed, id, t.Index)
+		case t.Total > 0 && p.total > 0 && t.Total != p.total:
+			err = fmt.Errorf("%w: transaction %s: event %d says %d events, another %d", ErrMalformed, id, t.Index, t.Total, p.total)
+		}
+		if err != nil {
+			break
+		}
+		if t.Total > 0 {
+			p.total = t.Total
+		}
+		if _, held := p.indexes[t.Index]; held {
+			continue
+		}
+		p.indexes[t.Index] = struct{}{}
+		p.maxIdx = max(p.maxIdx, t.Index)
+		fresh++
 	}
-	p.events[ev.Transaction.Index] = ev
-	p.seqs = append(p.seqs, seq)
-	total := ev.Transaction.Total
-	if total < 1 {
-		total = 1
+	p.seqs = append(p.seqs, seqs...)
+	if err == nil && p.total > 0 && (p.maxIdx >= p.total || len(p.indexes) > p.total) {
+		err = fmt.Errorf("%w: transaction %s: event index %d of %d events", ErrMalformed, id, p.maxIdx, p.total)
 	}
-	if len(p.events) < total {
-		return nil, nil, false
+	if err != nil {
+		a.drop(p)
+		return nil, p, created, false, err
 	}
-	delete(a.open, id)
-	a.finish(id)
-	events = make([]*changeevent.Event, 0, len(p.events))
-	for _, e := range p.events {
-		events = append(events, e)
+	if fresh == 0 {
+		p.seqs = p.seqs[:len(p.seqs)-len(seqs)]
+		return nil, p, created, true, nil
 	}
-	sort.Slice(events, func(i, j int) bool { return events[i].Transaction.Index < events[j].Transaction.Index })
-	return events, p.seqs, false
+	if p.total == 0 || len(p.indexes) < p.total {
+		p.bodies = append(p.bodies, body)
+		return nil, p, created, false, nil
+	}
+	bodies := append(p.bodies, body)
+	a.drop(p)
+	if created { // all in this one message: no second decode
+		sort.SliceStable(events, func(i, j int) bool { return events[i].Transaction.Index < events[j].Transaction.Index })
+		events = dedupe(events)
+		return &assembled{events: events, seqs: p.seqs, tables: p.tables, tok: p.tok}, p, created, false, nil
+	}
+	all := make([]*changeevent.Event, 0, p.total)
+	for _, b := range bodies {
+		evs, err := changeevent.DecodeMessage(b)
+		if err != nil {
+			return nil, p, created, false, fmt.Errorf("transaction %s decoded again: %w", id, err)
+		}
+		all = append(all, evs...)
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Transaction.Index < all[j].Transaction.Index })
+	return &assembled{events: dedupe(all), seqs: p.seqs, tables: p.tables, tok: p.tok}, p, created, false, nil
 }
 
-func (a *assembler) finish(id string) {
-	a.finished[id] = struct{}{}
-	a.order = append(a.order, id)
-	if len(a.order) > a.keep {
-		delete(a.finished, a.order[0])
-		a.order = a.order[1:]
+// dedupe drops repeated indexes of sorted events (the first stays).
+func dedupe(events []*changeevent.Event) []*changeevent.Event {
+	out := events[:0]
+	for i, e := range events {
+		if i > 0 && e.Transaction.Index == events[i-1].Transaction.Index {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// drop forgets p and remembers its transaction as finished (completed or given up), so a
+// late redelivery of one of its events is recognised.
+func (a *assembler) drop(p *partial) {
+	delete(a.open, p.id)
+	p.bodies = nil
+	a.finished.add(p.id)
+}
+
+// pending is the number of transactions being assembled.
+func (a *assembler) pending() int { return len(a.open) }
+
+// recent is a bounded set of strings: the oldest are forgotten first.
+type recent struct {
+	set   map[string]struct{}
+	order []string
+	keep  int
+}
+
+func newRecent(keep int) *recent { return &recent{set: map[string]struct{}{}, keep: keep} }
+
+func (r *recent) has(k string) bool { _, ok := r.set[k]; return ok }
+
+func (r *recent) add(k string) {
+	if _, ok := r.set[k]; ok {
+		return
+	}
+	r.set[k] = struct{}{}
+	r.order = append(r.order, k)
+	if len(r.order) > r.keep {
+		delete(r.set, r.order[0])
+		r.order = r.order[1:]
 	}
 }
 
@@ -122,4 +230,49 @@ func (t *tracker) held() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.msgs)
+}
+
+// lagTracker knows the origin commit time of every transaction delivered and not yet
+// done (assembling, queued, running or retrying), per table, so the status shows a lag
+// that grows while a table's change waits.
+type lagTracker struct {
+	mu   sync.Mutex
+	next uint64
+	open map[uint64]lagEntry
+}
+
+type lagEntry struct {
+	tables []string
+	tsUs   int64
+}
+
+func newLagTracker() *lagTracker { return &lagTracker{open: map[uint64]lagEntry{}} }
+
+func (l *lagTracker) begin(tables []string, tsUs int64) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.next++
+	l.open[l.next] = lagEntry{tables: tables, tsUs: tsUs}
+	return l.next
+}
+
+func (l *lagTracker) end(tok uint64) {
+	l.mu.Lock()
+	delete(l.open, tok)
+	l.mu.Unlock()
+}
+
+// oldest returns, per table, the earliest commit time (µs) of a transaction not done.
+func (l *lagTracker) oldest() map[string]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]int64{}
+	for _, e := range l.open {
+		for _, t := range e.tables {
+			if v, ok := out[t]; !ok || e.tsUs < v {
+				out[t] = e.tsUs
+			}
+		}
+	}
+	return out
 }

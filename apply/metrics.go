@@ -7,7 +7,10 @@ type Metrics struct {
 	Transactions *prometheus.CounterVec   // origin, sink
 	Rows         *prometheus.CounterVec   // origin, sink, outcome (applied, duplicate, conflict)
 	Conflicts    *prometheus.CounterVec   // origin, table, sink
-	Refused      *prometheus.CounterVec   // origin, sink
+	Refused      *prometheus.CounterVec   // origin, table, sink ("" for a change refused before any sink saw it)
+	Skipped      *prometheus.CounterVec   // origin, table: transactions skipped because a table is quarantined
+	Quarantined  *prometheus.GaugeVec     // origin: tables quarantined (a shared QuarantineSet counts for every origin)
+	Unassembled  *prometheus.CounterVec   // origin, table: transactions that could not be assembled within MaxAckPending
 	Errors       *prometheus.CounterVec   // origin, sink (failed attempts, retried)
 	LagMs        *prometheus.GaugeVec     // origin, table: ms behind origin commit time
 	Lag          *prometheus.HistogramVec // origin: seconds from origin commit to applied
@@ -27,8 +30,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Row changes not applied because a newer version of the row won (last writer wins)."},
 			[]string{"origin", "table", "sink"}),
 		Refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_refused_total",
-			Help: "Changes a sink refused (unsupported DDL, table without primary key, bad identifier); see the status."},
-			[]string{"origin", "sink"}),
+			Help: "Changes refused (malformed, unsupported DDL, table without primary key, bad identifier), per table; the table is quarantined, see the status."},
+			[]string{"origin", "table", "sink"}),
+		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_skipped_transactions_total",
+			Help: "Transactions acknowledged without being applied because a table they touch is quarantined: resync the table."},
+			[]string{"origin", "table"}),
+		Quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "music_apply_quarantined_tables",
+			Help: "Tables quarantined (a change could not be applied; later changes are skipped until a resync releases them)."},
+			[]string{"origin"}),
+		Unassembled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_unassembled_transactions_total",
+			Help: "Transactions with more messages than max_ack_pending: they cannot be assembled; their tables are quarantined."},
+			[]string{"origin", "table"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_errors_total",
 			Help: "Failed apply attempts (retried with backoff)."}, []string{"origin", "sink"}),
 		LagMs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "music_apply_lag_milliseconds",
@@ -45,7 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"sink"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Transactions, m.Rows, m.Conflicts, m.Refused, m.Errors, m.LagMs, m.Lag, m.Pending, m.Duration)
+		reg.MustRegister(m.Transactions, m.Rows, m.Conflicts, m.Refused, m.Skipped, m.Quarantined, m.Unassembled, m.Errors, m.LagMs, m.Lag, m.Pending, m.Duration)
 	}
 	return m
 }

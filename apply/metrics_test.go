@@ -47,7 +47,7 @@ func TestMetricsAndStatus(t *testing.T) {
 		{"rows applied", m.Rows.WithLabelValues(x.Name, "mariadb", "applied"), 1},
 		{"rows conflict", m.Rows.WithLabelValues(x.Name, "mariadb", "conflict"), 1},
 		{"conflicts", m.Conflicts.WithLabelValues(x.Name, db+".kv", "mariadb"), 1},
-		{"refused", m.Refused.WithLabelValues(x.Name, "mariadb"), 1},
+		{"refused", m.Refused.WithLabelValues(x.Name, db+".nopk", "mariadb"), 1},
 		{"pending", m.Pending.WithLabelValues(x.Name), 0},
 	}
 	for _, c := range checks {

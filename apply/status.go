@@ -11,24 +11,48 @@ type OriginStatus struct {
 	Origin      string                 `json:"origin"`
 	Stream      string                 `json:"stream"`
 	Consumer    string                 `json:"consumer"`
-	Pending     uint64                 `json:"pending"`   // messages not yet applied
+	Pending     uint64                 `json:"pending"`   // messages not yet applied (consumer pending plus unacknowledged)
 	InFlight    int                    `json:"in_flight"` // transactions queued or running
-	Applied     uint64                 `json:"applied"`   // transactions applied by at least one sink
+	Assembling  int                    `json:"assembling"`
+	Applied     uint64                 `json:"applied"` // transactions applied by at least one sink
 	Refused     uint64                 `json:"refused"`
+	Skipped     uint64                 `json:"skipped"`     // transactions not applied because a table they touch is quarantined
+	Quarantined []string               `json:"quarantined"` // tables, see TableStatus.Quarantined
 	Tables      map[string]TableStatus `json:"tables"`
-	LastError   string                 `json:"last_error,omitempty"`
-	LastErrorAt time.Time              `json:"last_error_at,omitzero"`
+	// LastError is the latest error; it clears once no table has an error and the
+	// consumer works again (LastErrorAt stays).
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// TableStatus is one mirrored table's apply state from one origin.
+// TableStatus is one mirrored table's apply state from one origin ("db.table"; "db.*" for
+// a schema change of a whole database).
 type TableStatus struct {
-	LagMs       int64     `json:"lag_ms"` // 0 when caught up
+	// LagMs is the milliseconds between now and the origin commit of the oldest change of
+	// the table not yet applied (being assembled, queued, retried or skipped); with none,
+	// the lag of the last applied transaction, and 0 once nothing is pending.
+	LagMs       int64     `json:"lag_ms"`
 	LastApplied time.Time `json:"last_applied"`
 	LastGTID    string    `json:"last_gtid"`
 	Rows        uint64    `json:"rows"`
 	Conflicts   uint64    `json:"conflicts"`
 	Refused     uint64    `json:"refused"`
-	LastError   string    `json:"last_error,omitempty"`
+	Failures    uint64    `json:"failures"` // failed apply attempts (retried)
+	Retrying    bool      `json:"retrying,omitempty"`
+	LastError   string    `json:"last_error,omitempty"` // cleared by the next successful apply
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Quarantined: a change of the table could not be applied (refused, or failed
+	// Config.MaxRetries times): the table's transactions are skipped (acknowledged, not
+	// applied) until it is released; resync the table. QuarantineReason names the change
+	// (GTID, key) and the error.
+	Quarantined      bool      `json:"quarantined,omitempty"`
+	QuarantineReason string    `json:"quarantine_reason,omitempty"`
+	QuarantinedAt    time.Time `json:"quarantined_at,omitzero"`
+	// Skipped transactions since the quarantine began: how many, the first and last GTID.
+	Skipped          uint64 `json:"skipped,omitempty"`
+	SkippedFirstGTID string `json:"skipped_first_gtid,omitempty"`
+	SkippedLastGTID  string `json:"skipped_last_gtid,omitempty"`
+	skippedSinceUs   int64  // origin commit time of the first skipped transaction
 }
 
 // status is a worker's mutable status.
@@ -51,16 +75,29 @@ func (st *status) snapshot() OriginStatus {
 	for k, v := range st.s.Tables {
 		out.Tables[k] = v
 	}
+	out.Quarantined = append([]string(nil), st.s.Quarantined...)
 	return out
 }
 
+// fail records err, on table too if not "".
 func (st *status) fail(err error, table string) {
 	st.update(func(s *OriginStatus) {
-		s.LastError, s.LastErrorAt = err.Error(), time.Now()
+		now := time.Now()
+		s.LastError, s.LastErrorAt = err.Error(), now
 		if table != "" {
 			ts := s.Tables[table]
-			ts.LastError = err.Error()
+			ts.LastError, ts.LastErrorAt = err.Error(), now
 			s.Tables[table] = ts
 		}
 	})
+}
+
+// clearOriginError clears the origin's LastError when no table has one (s locked).
+func clearOriginError(s *OriginStatus) {
+	for _, ts := range s.Tables {
+		if ts.LastError != "" {
+			return
+		}
+	}
+	s.LastError = ""
 }
