@@ -52,37 +52,39 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 	return apply.Result{Applied: 1}, nil
 }
 
-func (s *Sink) runDDL(ctx context.Context, tx *apply.Txn, useSeq bool) (string, error) {
+func (s *Sink) runDDL(ctx context.Context, tx *apply.Txn, useSeq bool) (outcome string, err error) {
 	e := tx.Events[0]
-	conn, err := s.session(ctx, tx, useSeq)
-	if err != nil {
-		return "", fmt.Errorf("mariadb: ddl session: %w", err)
-	}
-	defer conn.Close()
-	if e.Source.DB != "" {
-		db, err := quote(e.Source.DB)
-		if err != nil {
-			return "", err
+	// The connection is discarded afterwards (discard): USE cannot be undone.
+	err = s.withSession(ctx, replaySetup(tx, useSeq), true, func(conn *sql.Conn) error {
+		if e.Source.DB != "" {
+			db, err := quote(e.Source.DB)
+			if err != nil {
+				return err
+			}
+			if err := s.use(ctx, conn, db, e.DDL.Statement); err != nil {
+				return err
+			}
 		}
-		if err := s.use(ctx, conn, db, e.DDL.Statement); err != nil {
-			return "", err
+		outcome = "applied"
+		if _, err := conn.ExecContext(ctx, e.DDL.Statement); err != nil {
+			n := errNumber(err)
+			switch {
+			case n == errGTIDOutOfOrder:
+				return err
+			case alreadyDone[n]:
+				outcome = "already in effect: " + err.Error()
+			default:
+				// Retried by the worker (its status shows the error) until an operator fixes
+				// the cause: later changes of the origin depend on this schema.
+				return fmt.Errorf("mariadb: ddl %s from %s failed: %w: %q", tx.ID, tx.Origin, err, e.DDL.Statement)
+			}
 		}
+		return s.markDDL(ctx, conn, tx, outcome)
+	})
+	if err != nil && errNumber(err) != errGTIDOutOfOrder && !strings.HasPrefix(err.Error(), "mariadb:") {
+		err = fmt.Errorf("mariadb: ddl session: %w", err)
 	}
-	outcome := "applied"
-	if _, err := conn.ExecContext(ctx, e.DDL.Statement); err != nil {
-		n := errNumber(err)
-		switch {
-		case n == errGTIDOutOfOrder:
-			return "", err
-		case alreadyDone[n]:
-			outcome = "already in effect: " + err.Error()
-		default:
-			// Retried by the worker (its status shows the error) until an operator fixes
-			// the cause: later changes of the origin depend on this schema.
-			return "", fmt.Errorf("mariadb: ddl %s from %s failed: %w: %q", tx.ID, tx.Origin, err, e.DDL.Statement)
-		}
-	}
-	return outcome, s.markDDL(ctx, conn, tx, outcome)
+	return outcome, err
 }
 
 var createDatabaseRE = regexp.MustCompile(`(?is)^\s*CREATE\s+(DATABASE|SCHEMA)\b`)

@@ -283,7 +283,7 @@ func (s *Sink) imageHash(ctx context.Context, tx *sql.Tx, c apply.RowChange) ([]
 // rowHash returns the MD5 of the current row of c's key over c's columns (nil when there
 // is no such row), computed by the server; the row is read FOR UPDATE.
 func (s *Sink) rowHash(ctx context.Context, tx *sql.Tx, c apply.RowChange) ([]byte, error) {
-	q, args, err := hashQuery(c, 0)
+	q, args, err := hashQuery(c, 0, true)
 	if err != nil {
 		return nil, err
 	}
@@ -298,8 +298,8 @@ func (s *Sink) rowHash(ctx context.Context, tx *sql.Tx, c apply.RowChange) ([]by
 	return h, nil
 }
 
-// hashQuery selects i and the row's hash for one key.
-func hashQuery(c apply.RowChange, i int) (string, []any, error) {
+// hashQuery selects i and the row's hash for one key (FOR UPDATE if lock).
+func hashQuery(c apply.RowChange, i int, lock bool) (string, []any, error) {
 	e := c.Event
 	table, err := quoteTable(e.Source.DB, e.Source.Table)
 	if err != nil {
@@ -322,8 +322,12 @@ func hashQuery(c apply.RowChange, i int) (string, []any, error) {
 			args = append(args, sqlValue(col.Kind, img[col.Name]))
 		}
 	}
-	return "(SELECT " + strconv.Itoa(i) + ", UNHEX(MD5(CONCAT_WS(',', " + strings.Join(cols, ", ") + "))) FROM " + table +
-		" WHERE " + strings.Join(where, " AND ") + " FOR UPDATE)", args, nil
+	q := "(SELECT " + strconv.Itoa(i) + ", UNHEX(MD5(CONCAT_WS(',', " + strings.Join(cols, ", ") + "))) FROM " + table +
+		" WHERE " + strings.Join(where, " AND ")
+	if lock {
+		q += " FOR UPDATE"
+	}
+	return q + ")", args, nil
 }
 
 // trace logs, at debug level, the decision taken for one key (for diagnosing divergence).

@@ -76,13 +76,7 @@ func (s *Sink) Name() string { return "mariadb" }
 func (s *Sink) Close() error { return s.db.Close() }
 
 func (s *Sink) createMeta(ctx context.Context) error {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("mariadb: connect: %w", err)
-	}
-	defer conn.Close()
 	stmts := []string{
-		"SET SESSION sql_log_bin=0",
 		"CREATE DATABASE IF NOT EXISTS " + s.meta,
 		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.row_versions (
 			db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, pk_hash BINARY(32) NOT NULL,
@@ -94,21 +88,24 @@ func (s *Sink) createMeta(ctx context.Context) error {
 		`ALTER TABLE ` + s.meta + `.row_versions ADD COLUMN IF NOT EXISTS local_pos BIGINT UNSIGNED NOT NULL DEFAULT 0,
 			ADD COLUMN IF NOT EXISTS repair TINYINT NOT NULL DEFAULT 0,
 			ADD COLUMN IF NOT EXISTS winner MEDIUMBLOB NULL`,
+		// The tombstone sweeper finds old tombstones by this index.
+		`ALTER TABLE ` + s.meta + `.row_versions ADD INDEX IF NOT EXISTS tombstones (deleted, ts_us)`,
 		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.ddl_applied (
 			origin VARCHAR(64) NOT NULL, gtid VARCHAR(64) NOT NULL, statement MEDIUMTEXT NOT NULL,
 			outcome VARCHAR(255) NOT NULL, applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
 			PRIMARY KEY (origin, gtid)) ENGINE=InnoDB`,
-		"SET SESSION sql_log_bin=1",
 	}
-	for _, q := range stmts {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return fmt.Errorf("mariadb: create metadata tables: %w", err)
+	return s.withSession(ctx, outsideBinlog, false, func(conn *sql.Conn) error {
+		for _, q := range stmts {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("mariadb: create metadata tables: %w", err)
+			}
 		}
-	}
-	if err := conn.QueryRowContext(ctx, "SELECT @@global.gtid_domain_id").Scan(&s.domain); err != nil {
-		return fmt.Errorf("mariadb: read gtid_domain_id: %w", err)
-	}
-	return nil
+		if err := conn.QueryRowContext(ctx, "SELECT @@global.gtid_domain_id").Scan(&s.domain); err != nil {
+			return fmt.Errorf("mariadb: read gtid_domain_id: %w", err)
+		}
+		return nil
+	})
 }
 
 // MariaDB error numbers the sink reacts to.
@@ -156,35 +153,21 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 	}
 }
 
-// session takes a connection and sets the replay session: the origin's GTID so the
-// transaction keeps it (a resync or own-stream repair runs in the local domain instead),
-// always flagged skip_replication (capture asks the server not to send flagged
-// transactions, so the local capture never reads replays), no foreign key checks, UTC.
-func (s *Sink) session(ctx context.Context, tx *apply.Txn, useSeq bool) (*sql.Conn, error) {
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return nil, err
+// replaySetup is the session of a replay: the origin's GTID so the transaction keeps it
+// (a resync or own-stream repair runs in the local domain instead), always flagged
+// skip_replication (capture asks the server not to send flagged transactions, so the local
+// capture never reads replays), no foreign key checks, UTC. withSession restores the
+// defaults afterwards.
+func replaySetup(tx *apply.Txn, useSeq bool) string {
+	// gtid_seq_no is always set (0 lets the server choose).
+	if tx.Resync || tx.Own {
+		return localReplay
 	}
-	q := "SET SESSION time_zone='+00:00', sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION', foreign_key_checks=0," +
-		" tx_isolation='READ-COMMITTED'"
-	switch {
-	// gtid_seq_no is always set: a pooled session whose last replay wrote nothing still
-	// holds the previous value, which would otherwise stamp this session's next
-	// transaction (0 lets the server choose).
-	case tx.Resync || tx.Own:
-		q += ", skip_replication=1, gtid_domain_id=@@global.gtid_domain_id, server_id=@@global.server_id, gtid_seq_no=0"
-	default:
-		seq := uint64(0)
-		if useSeq {
-			seq = tx.GTID.Seq
-		}
-		q += fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
+	seq := uint64(0)
+	if useSeq {
+		seq = tx.GTID.Seq
 	}
-	if _, err := conn.ExecContext(ctx, q); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return conn, nil
+	return replaySession + fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
 }
 
 // metaKey identifies a row in row_versions.
@@ -203,6 +186,7 @@ type stored struct {
 	origin   string
 	gtid     string
 	absent   bool
+	deleted  bool   // a tombstone
 	fresh    bool   // no row at all in row_versions (absent, and to be inserted)
 	localPos uint64 // local domain's binlog seq when a non-own change was last written
 	repair   bool   // own changes up to localPos may have been overwritten
@@ -269,30 +253,36 @@ func newPlan(tx *apply.Txn) (*plan, error) {
 }
 
 func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq bool) (res apply.Result, err error) {
-	conn, err := s.session(ctx, tx, useSeq)
-	if err != nil {
-		return res, err
-	}
-	defer conn.Close()
-	sqlTx, err := conn.BeginTx(ctx, nil) // READ COMMITTED, set with the session
+	err = s.withSession(ctx, replaySetup(tx, useSeq), false, func(conn *sql.Conn) error {
+		var err error
+		res, err = s.inTx(ctx, conn, func(sqlTx *sql.Tx) (apply.Result, error) { return s.applyTx(ctx, sqlTx, tx, p) })
+		return err
+	})
+	return res, err
+}
 
+// inTx runs fn in a transaction on conn (READ COMMITTED, set with the session), committed
+// if fn succeeds and rolled back otherwise.
+func (s *Sink) inTx(ctx context.Context, conn *sql.Conn, fn func(*sql.Tx) (apply.Result, error)) (apply.Result, error) {
+	sqlTx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
+		return apply.Result{}, err
+	}
+	res, err := fn(sqlTx)
+	if err != nil {
+		_ = sqlTx.Rollback()
 		return res, err
 	}
-	defer func() {
-		if err != nil {
-			_ = sqlTx.Rollback()
-		}
-	}()
+	return res, sqlTx.Commit()
+}
+
+func (s *Sink) applyTx(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn, p *plan) (res apply.Result, err error) {
 	current, err := s.lockVersions(ctx, sqlTx, p)
 	if err != nil {
 		return res, err
 	}
 	if tx.Own {
-		if res, err = s.applyOwn(ctx, sqlTx, tx, p, current); err != nil {
-			return res, err
-		}
-		return res, sqlTx.Commit()
+		return s.applyOwn(ctx, sqlTx, tx, p, current)
 	}
 	win := map[metaKey]bool{}
 	for _, k := range p.keys {
@@ -326,7 +316,7 @@ func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq boo
 			return res, err
 		}
 	}
-	return res, sqlTx.Commit()
+	return res, nil
 }
 
 // remoteRecords notes, for rows a non-own change just wrote, the local binlog position
@@ -369,7 +359,7 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 			args = append(args, k.db, k.table, k.hash[:])
 			tuples = append(tuples, "(?,?,?)")
 		}
-		sel := "SELECT db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,local_pos,repair,winner FROM " + s.meta +
+		sel := "SELECT db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,local_pos,repair,winner,deleted FROM " + s.meta +
 			".row_versions WHERE (db,tbl,pk_hash) IN (" + join(tuples) + ") FOR UPDATE"
 		rs, err := tx.QueryContext(ctx, sel, args...)
 		if err != nil {
@@ -380,7 +370,7 @@ func (s *Sink) lockVersions(ctx context.Context, tx *sql.Tx, p *plan) (map[metaK
 			var h []byte
 			var st stored
 			if err := rs.Scan(&k.db, &k.table, &h, &st.version.TsUs, &st.version.Domain, &st.version.Seq, &st.origin, &st.gtid,
-				&st.localPos, &st.repair, &st.winner); err != nil {
+				&st.localPos, &st.repair, &st.winner, &st.deleted); err != nil {
 				rs.Close()
 				return nil, fmt.Errorf("read versions: %w", err)
 			}

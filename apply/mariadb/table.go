@@ -2,6 +2,7 @@ package mariadb
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"regexp"
 	"strings"
@@ -56,15 +57,16 @@ func (s *Sink) EnsureTable(ctx context.Context, db, table string, cols []changee
 	}
 	dbq, _ := quote(db)
 	stmt := "CREATE TABLE IF NOT EXISTS " + name + " (" + strings.Join(defs, ", ") + ", PRIMARY KEY (" + strings.Join(pk, ", ") + ")) ENGINE=InnoDB"
-	conn, err := s.db.Conn(ctx)
+	err = s.withSession(ctx, outsideBinlog, false, func(conn *sql.Conn) error {
+		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + dbq, stmt} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("mariadb: create %s: %w", name, err)
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return false, err
-	}
-	defer conn.Close()
-	for _, q := range []string{"SET SESSION sql_log_bin=0", "CREATE DATABASE IF NOT EXISTS " + dbq, stmt, "SET SESSION sql_log_bin=1"} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return false, fmt.Errorf("mariadb: create %s: %w", name, err)
-		}
 	}
 	s.log.Info("table created from the MUSIC store", zap.String("table", name), zap.String("statement", stmt))
 	return true, nil

@@ -1,0 +1,74 @@
+package mariadb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Session state. Every statement the sink runs goes through withSession on a dedicated
+// *sql.Conn: the variables a replay needs are set first, and the connection goes back to
+// the pool only after resetSession put every one of them back to the server's default,
+// whatever happened in between (a failed statement, a rolled-back transaction, a cancelled
+// context). If the reset fails, or the session changed something that cannot be reset
+// (USE of a replayed DDL), the connection is discarded rather than pooled: nothing the
+// sink sets (sql_log_bin=0, skip_replication=1, an origin's gtid_domain_id, server_id or
+// gtid_seq_no, ...) can ever leak into a later use of a pooled connection.
+const resetSession = "SET SESSION sql_log_bin=1, skip_replication=0, gtid_seq_no=0," +
+	" gtid_domain_id=@@global.gtid_domain_id, server_id=@@global.server_id," +
+	" time_zone=@@global.time_zone, sql_mode=@@global.sql_mode, foreign_key_checks=@@global.foreign_key_checks," +
+	" tx_isolation=@@global.tx_isolation"
+
+// replaySession is the common part of every replay session: no foreign key checks, UTC,
+// exact values, READ COMMITTED.
+const replaySession = "SET SESSION time_zone='+00:00', sql_mode='NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'," +
+	" foreign_key_checks=0, tx_isolation='READ-COMMITTED'"
+
+// localReplay is a replay in the local domain flagged skip_replication (resync, own-stream
+// repairs). gtid_seq_no is always set: 0 lets the server choose.
+const localReplay = replaySession + ", skip_replication=1, gtid_domain_id=@@global.gtid_domain_id," +
+	" server_id=@@global.server_id, gtid_seq_no=0"
+
+// outsideBinlog is a session whose writes are not binlogged (metadata, created tables).
+const outsideBinlog = "SET SESSION sql_log_bin=0"
+
+// withSession runs fn on a dedicated connection after setup (if not empty), then resets
+// the session (see resetSession). discard drops the connection instead of resetting it.
+func (s *Sink) withSession(ctx context.Context, setup string, discard bool, fn func(conn *sql.Conn) error) (err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { s.release(ctx, conn, discard) }()
+	if setup != "" {
+		if _, err := conn.ExecContext(ctx, setup); err != nil {
+			return err
+		}
+	}
+	return fn(conn)
+}
+
+// release resets conn's session and returns it to the pool, or discards it when asked to
+// or when the reset fails. The reset runs even if ctx is done (with a short timeout of its
+// own): a cancelled apply must not leave its session behind.
+func (s *Sink) release(ctx context.Context, conn *sql.Conn, discard bool) {
+	if !discard {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_, err := conn.ExecContext(rctx, resetSession)
+		cancel()
+		if err != nil {
+			discard = true
+			if !errors.Is(err, driver.ErrBadConn) && !errors.Is(err, sql.ErrConnDone) {
+				s.log.Warn("cannot reset a session; discarding the connection", zap.Error(err))
+			}
+		}
+	}
+	if discard {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // the pool closes it
+	}
+	_ = conn.Close()
+}
