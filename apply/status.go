@@ -53,6 +53,8 @@ type TableStatus struct {
 	SkippedFirstGTID string `json:"skipped_first_gtid,omitempty"`
 	SkippedLastGTID  string `json:"skipped_last_gtid,omitempty"`
 	skippedSinceUs   int64  // origin commit time of the first skipped transaction
+	skippedFirst     Version
+	skippedLast      Version
 }
 
 // status is a worker's mutable status.

@@ -344,8 +344,13 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 		return w.snapshot(ctx, r, events, seqs)
 	}
 	id := events[0].Transaction.ID
-	if why, ok := r.abandoned[id]; ok { // the rest of a transaction given up
-		w.skip(events[0].Source.GTID, commitUs(events[0].Source), tablesOf(events), why)
+	if why, ok := r.abandoned[id]; ok { // the rest of a transaction given up (counted once)
+		for _, t := range tablesOf(events) {
+			if w.quar.Quarantine(t, fmt.Sprintf("gtid %s: %s", events[0].Source.GTID, why)) {
+				w.log.Error("table quarantined: its transaction cannot be assembled", zap.String("table", t),
+					zap.String("gtid", events[0].Source.GTID))
+			}
+		}
 		r.track.complete(seqs...)
 		return nil
 	}
@@ -648,15 +653,22 @@ func (w *Worker) skip(gtid string, tsUs int64, tables []string, why string) {
 		}
 		w.metrics.Skipped.WithLabelValues(w.cfg.Origin, t).Inc()
 	}
+	v := Version{TsUs: tsUs}
+	if g, err := ParseGTID(gtid); err == nil {
+		v.Domain, v.Seq = g.Domain, g.Seq
+	}
 	w.status.update(func(st *OriginStatus) {
 		st.Skipped++
 		for _, t := range tables {
 			ts := st.Tables[t]
-			if ts.Skipped == 0 {
-				ts.SkippedFirstGTID, ts.skippedSinceUs = gtid, tsUs
+			// Skipped transactions of disjoint rows run in parallel: first and last by version.
+			if ts.Skipped == 0 || v.Compare(ts.skippedFirst) < 0 {
+				ts.SkippedFirstGTID, ts.skippedSinceUs, ts.skippedFirst = gtid, tsUs, v
+			}
+			if ts.Skipped == 0 || v.Compare(ts.skippedLast) > 0 {
+				ts.SkippedLastGTID, ts.skippedLast = gtid, v
 			}
 			ts.Skipped++
-			ts.SkippedLastGTID = gtid
 			ts.Retrying = false
 			st.Tables[t] = ts
 		}
