@@ -20,10 +20,16 @@ type Config struct {
 	MetaSchema string `yaml:"meta_schema"` // schema of MUSIC's metadata tables; default "music"
 	BatchRows  int    `yaml:"batch_rows"`  // rows per statement; default 1000
 	MaxConns   int    `yaml:"max_conns"`   // connection pool size; default 16
+	// TombstoneRetention: tombstones are kept at least this long after their commit time
+	// (see the package documentation); default 24h.
+	TombstoneRetention time.Duration `yaml:"tombstone_retention"`
+	// TombstoneSweepInterval is how often the sweeper runs; default 10m.
+	TombstoneSweepInterval time.Duration `yaml:"tombstone_sweep_interval"`
 }
 
 // Sink replays transactions into one MariaDB server. It is safe for concurrent use.
 type Sink struct {
+	cfg    Config
 	db     *sql.DB
 	meta   string // quoted schema
 	batch  int
@@ -45,6 +51,12 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 16
 	}
+	if cfg.TombstoneRetention <= 0 {
+		cfg.TombstoneRetention = 24 * time.Hour
+	}
+	if cfg.TombstoneSweepInterval <= 0 {
+		cfg.TombstoneSweepInterval = 10 * time.Minute
+	}
 	meta, err := quote(cfg.MetaSchema)
 	if err != nil {
 		return nil, fmt.Errorf("mariadb: meta_schema: %w", err)
@@ -61,7 +73,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 	}
 	db.SetMaxOpenConns(cfg.MaxConns)
 	db.SetMaxIdleConns(cfg.MaxConns)
-	s := &Sink{db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb"))}
+	s := &Sink{cfg: cfg, db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb"))}
 	if err := s.createMeta(ctx); err != nil {
 		db.Close()
 		return nil, err
