@@ -18,10 +18,24 @@ import (
 // (USE of a replayed DDL), the connection is discarded rather than pooled: nothing the
 // sink sets (sql_log_bin=0, skip_replication=1, an origin's gtid_domain_id, server_id or
 // gtid_seq_no, ...) can ever leak into a later use of a pooled connection.
-const resetSession = "SET SESSION sql_log_bin=1, skip_replication=0, gtid_seq_no=0," +
-	" gtid_domain_id=@@global.gtid_domain_id, server_id=@@global.server_id," +
-	" time_zone=@@global.time_zone, sql_mode=@@global.sql_mode, foreign_key_checks=@@global.foreign_key_checks," +
-	" tx_isolation=@@global.tx_isolation"
+//
+// The variables a DSN may set at connect (time_zone, sql_mode, foreign_key_checks,
+// tx_isolation) go back to the DSN's value, the others to the global one.
+func resetSession(params map[string]string) string {
+	q := "SET SESSION sql_log_bin=1, skip_replication=0, gtid_seq_no=0," +
+		" gtid_domain_id=@@global.gtid_domain_id, server_id=@@global.server_id"
+	for _, v := range []string{"time_zone", "sql_mode", "foreign_key_checks", "tx_isolation"} {
+		val, ok := params[v]
+		if v == "tx_isolation" && !ok {
+			val, ok = params["transaction_isolation"]
+		}
+		if !ok {
+			val = "@@global." + v
+		}
+		q += ", " + v + "=" + val
+	}
+	return q
+}
 
 // replaySession is the common part of every replay session: no foreign key checks, UTC,
 // exact values, READ COMMITTED.
@@ -58,7 +72,7 @@ func (s *Sink) withSession(ctx context.Context, setup string, discard bool, fn f
 func (s *Sink) release(ctx context.Context, conn *sql.Conn, discard bool) {
 	if !discard {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		_, err := conn.ExecContext(rctx, resetSession)
+		_, err := conn.ExecContext(rctx, s.reset)
 		cancel()
 		if err != nil {
 			discard = true

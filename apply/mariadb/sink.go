@@ -30,6 +30,7 @@ type Config struct {
 // Sink replays transactions into one MariaDB server. It is safe for concurrent use.
 type Sink struct {
 	cfg    Config
+	reset  string // restores a session's defaults, see withSession
 	db     *sql.DB
 	meta   string // quoted schema
 	batch  int
@@ -73,7 +74,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 	}
 	db.SetMaxOpenConns(cfg.MaxConns)
 	db.SetMaxIdleConns(cfg.MaxConns)
-	s := &Sink{cfg: cfg, db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb"))}
+	s := &Sink{cfg: cfg, reset: resetSession(mc.Params), db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb"))}
 	if err := s.createMeta(ctx); err != nil {
 		db.Close()
 		return nil, err
