@@ -4,16 +4,38 @@
 // local MariaDB, apply/cassandra writes the MUSIC store. Resync brings one table up to the
 // MUSIC store's state (a joining or wiped site) while the workers keep running.
 //
-// # Transactions and acknowledgement
+// # Messages, transactions and acknowledgement
 //
-// Events are grouped by Transaction.ID until all Transaction.Total of them are there; a
+// A message body holds one or more events of one source transaction (or one snapshot
+// chunk) and one subject, '\n'-separated (changeevent.DecodeMessage); one event is the
+// older one-event-per-message format. An event too large for a message comes as part
+// messages (changeevent.ParsePart), joined with a changeevent.Joiner; a part delivered
+// again while held, or after its event was joined, is acknowledged without effect.
+//
+// Events are grouped by Transaction.ID. A transaction is complete when it holds Total
+// events with indexes 0 .. Total-1, Total known from any of its events: a buffered
+// transaction (up to capture's 10,000 events) carries it on every event, a streamed one
+// (more events) carries Total 0 on every event but the Last, which carries the total. A
 // transaction reaches the sinks only when complete, so a sink sees it all or not at all.
-// The durable consumer (one per local site and origin) uses AckAll: the worker acknowledges
-// the highest stream sequence below which every message belongs to a transaction that every
-// sink committed (or refused). A crash or a cancelled Run therefore loses nothing and
-// redelivers whole transactions, which the sinks recognise as already applied. When a
-// worker starts and its consumer still has unacknowledged messages, the consumer is
-// recreated at the acknowledged floor, so they come again at once rather than after AckWait.
+// Snapshot rows (op r, Transaction.ID "snapshot:<db>.<table>:<ms>", Total 0) belong to no
+// transaction: each message's rows are applied at once as independent rows
+// (NewSnapshotTxns: the resync path, every row with its own version from its Source).
+//
+// The durable consumer (one per local site and origin) uses AckExplicit: every message is
+// acknowledged on its own once its transaction is done, i.e. every sink committed it, or it
+// was refused or skipped (see Quarantine). A crash or a cancelled Run therefore loses
+// nothing and redelivers whole transactions, which the sinks recognise as already applied.
+// When a worker starts and its consumer still has unacknowledged messages, the consumer is
+// recreated after its acknowledged floor, so they come again at once rather than after
+// AckWait.
+//
+// Memory: a transaction that arrives in one message is decoded once. One spread over
+// several messages is held as its message bodies (which the unacknowledged messages hold
+// anyway: about its encoded size, a few hundred bytes a row) and decoded again, whole,
+// when it completes; the decoded transaction (a few times the encoded size) lives until
+// every sink has it. A 1,000,000-row transaction therefore needs about its encoded size
+// while it streams in and some GB while it is applied; apply does not stream a transaction
+// into the sinks piecewise.
 //
 // # Ordering and parallelism
 //
@@ -21,11 +43,47 @@
 // transaction waits for every earlier transaction of the same origin that touches one of
 // its rows (database, table, primary key); transactions on disjoint rows, even of the same
 // table, run concurrently. A DDL transaction, or one whose rows cannot be keyed, is a
-// barrier: it waits for all earlier transactions and all later ones wait for it.
-// Back-pressure: at most Config.MaxInFlight transactions are queued or running (the
-// consumer stops reading), and the JetStream consumer holds at most Config.MaxAckPending
-// unacknowledged messages. A transaction with more events than MaxAckPending cannot be
-// assembled: the status says so.
+// barrier: it waits for all earlier transactions and all later ones wait for it; a barrier
+// that keeps failing is quarantined like any change (below), so it blocks the others for
+// at most its retries. Back-pressure: at most Config.MaxInFlight transactions are queued or
+// running (the consumer stops reading), and the JetStream consumer holds at most
+// Config.MaxAckPending unacknowledged messages (default 20000; at capture's 500 events a
+// message, a 1,000,000-row transaction takes about 2,000). A transaction that holds
+// MaxAckPending messages and is still incomplete can never be assembled (the consumer
+// delivers nothing more): it is given up, its tables quarantined, with the error in the
+// status, music_apply_unassembled_transactions_total and an error log; raise
+// MaxAckPending and resync them. If the unacknowledged messages of several incomplete
+// transactions together reach MaxAckPending, the status and an error log say the worker
+// stalled.
+//
+// # Quarantine: no change is lost without a trace
+//
+// A change that cannot be applied quarantines its tables, and only them: a change refused
+// (ErrRefused or ErrMalformed, by a sink or before: undecodable message, inconsistent
+// transaction; quarantined at once), or one failing on a sink Config.MaxRetries times (with
+// backoff) with an error that is not an outage (see Transient; outages, such as a MariaDB or
+// Cassandra restart, are retried forever, with the error in the status and the lag
+// growing). The rule:
+//
+//   - a quarantined table's status says so (TableStatus.Quarantined, the reason naming the
+//     change's GTID, a row key and the error), and so do the music_apply_quarantined_tables
+//     gauge and an error log naming table, key and GTID;
+//   - the failing transaction, and every later transaction touching a quarantined table,
+//     is skipped whole: acknowledged, not applied, counted per table (TableStatus.Skipped
+//     with the first and last skipped GTID, music_apply_skipped_transactions_total). A
+//     transaction touching a quarantined table and others is skipped whole too (all or
+//     nothing), and quarantines those others as well;
+//   - every other table, and the own-stream follower, keep flowing;
+//   - the table stays quarantined until released (Worker.Release, QuarantineSet.Release,
+//     as `music resync` does): release it when its resync starts; the resync brings the
+//     rows the skipped changes wrote (the conflict rule keeps the newer of the store's row
+//     and a streamed change), and later changes apply again.
+//
+// Refusals are counted against their table (db.table; db.* for a schema change of a whole
+// database) in music_apply_refused_total{origin,table,sink} and the status. The quarantine
+// is kept in memory: a restarted worker has forgotten it, but the skipped transactions are
+// acknowledged, so the tables named in the status (or the error logs) still need their
+// resync.
 //
 // # Conflict rule
 //
@@ -40,10 +98,8 @@
 // capture catches up after an outage, a second's transactions get the end of that second.
 // An older change is not applied; it is counted in
 // music_apply_conflicts_total and logged with both versions. Deletes leave a tombstone
-// version so a late older change does not resurrect the row. Changes that are refused
-// (ErrRefused) are counted in music_apply_refused_total, shown in the status and skipped;
-// other failures are retried with backoff and block the origin's later transactions on the
-// same rows, with the error in the status.
+// version so a late older change does not resurrect the row. A failing transaction blocks
+// the origin's later transactions on the same rows while it is retried (see Quarantine).
 //
 // # Local writes (the own stream)
 //
@@ -57,7 +113,7 @@
 // # Known limits
 //
 // One worker per (local site, origin): two running on the same durable consumer would
-// split its messages and acknowledge each other's with AckAll.
+// split its messages, and neither could assemble a transaction.
 // Events written before the commit clock existed (no ts_us) carry whole seconds: in the
 // store two such changes of one row by one origin in one second tie (see
 // Version.WriteTimestamp). Commit clocks of different sites are as good as their hosts'
@@ -66,7 +122,12 @@
 // # Metrics
 //
 // music_apply_transactions_total, music_apply_rows_total{outcome}, music_apply_conflicts_total,
-// music_apply_refused_total, music_apply_errors_total, music_apply_lag_milliseconds{origin,table}
-// (0 once caught up), music_apply_lag_seconds (histogram), music_apply_pending_messages,
+// music_apply_refused_total{origin,table,sink}, music_apply_errors_total (failed attempts),
+// music_apply_skipped_transactions_total{origin,table}, music_apply_quarantined_tables,
+// music_apply_unassembled_transactions_total{origin,table},
+// music_apply_lag_milliseconds{origin,table} (the age of the table's oldest change not
+// yet applied, including one being retried or skipped; else the last apply's lag, 0 once
+// caught up), music_apply_lag_seconds (histogram), music_apply_pending_messages (consumer
+// pending plus unacknowledged: never 0 while a transaction waits),
 // music_apply_duration_seconds{sink}.
 package apply
