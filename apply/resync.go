@@ -40,6 +40,10 @@ type RepairOptions struct {
 	// is at most this much older than the start of the repair (or newer): changes the
 	// reference cannot have seen yet. Default 1 minute; negative: none.
 	KeepRecent time.Duration
+	// Quarantine, if set, is the running workers' set of quarantined tables: the table is
+	// released from it when the resync starts, so changes arriving from then on are applied
+	// again (those skipped while it was quarantined are repaired by the resync itself).
+	Quarantine *QuarantineSet
 }
 
 // ResyncProgress reports a resync's progress.
@@ -83,6 +87,9 @@ func ResyncWith(ctx context.Context, src Reference, dst Sink, db, table string, 
 	p := ResyncProgress{DB: db, Table: table, Started: time.Now()}
 	if opt.Batch <= 0 {
 		opt.Batch = 500
+	}
+	if opt.Quarantine != nil {
+		opt.Quarantine.Release(db + "." + table)
 	}
 	if tc, ok := dst.(TableCreator); ok {
 		cols, err := src.Columns(ctx, db, table)

@@ -28,6 +28,7 @@ var subcommands = map[string]subcommand{
 	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
 	"status":  {"show every site's apply lag, pending changes and last error, and the change streams", runStatus},
 	"server":  {"serve the MUSIC v2 REST API (Cassandra store, ZooKeeper locks)", runServer},
+	"resync":  {"make a site's table hold exactly the MUSIC store's (or a peer site's) rows, while mirroring goes on", runResync},
 	"verify":  {"compare one table's rows at every site and in the MUSIC store", runVerify},
 	"version": {"print the version", runVersion},
 }
