@@ -189,6 +189,6 @@ func captureRun(b *testing.B, h *harness, start, end binlogPos) (time.Duration, 
 	took := time.Since(began)
 	cancel()
 	<-done
-	n := int(h.streamMsgs(context.Background()))
+	n := h.streamEvents()
 	return took, n, int(testutil.ToFloat64(c.m.Bytes)) / max(n, 1)
 }

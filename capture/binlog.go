@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,12 @@ type reader struct {
 
 	txn  txnState
 	snap *snapshotState
+
+	// db checks for a gap before the session's first transaction of the own domain: it
+	// must follow start (the checkpoint's own GTID, nil if none), see Capturer.checkGap.
+	db      *sql.DB
+	start   *GTID
+	ownSeen bool
 }
 
 type txnState struct {
@@ -91,7 +98,7 @@ func (r *reader) run(ctx context.Context, streamer *replication.BinlogStreamer) 
 				return err
 			}
 		case err := <-errc:
-			return classifyBinlogError(err, r.pos)
+			return classifyBinlogError(err, r.pos, r.c.cfg.DomainID)
 		case req := <-r.c.snapReqs:
 			r.startSnapshot(ctx, req)
 		case ch := <-r.snapChunks():
@@ -121,6 +128,10 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 	case *replication.HeartbeatEvent:
 		if !r.txn.active {
 			r.c.m.LagMs.Set(0)
+			r.c.st.lagMs.Store(0)
+			if r.p.idle() {
+				r.c.progressed() // caught up, nothing unacknowledged
+			}
 		}
 		return r.flushSnapshot(ctx)
 	}
@@ -134,6 +145,12 @@ func (r *reader) begin(ctx context.Context, ev *replication.BinlogEvent, e *repl
 		r.c.log.Warn("transaction without commit dropped", zap.String("gtid", r.txn.gtidStr))
 	}
 	g := GTID{Domain: e.GTID.DomainID, Server: ev.Header.ServerID, Seq: e.GTID.SequenceNumber}
+	if g.Domain == r.c.cfg.DomainID && !r.ownSeen {
+		r.ownSeen = true
+		if err := r.c.checkGap(ctx, r.db, r.start, g, r.file, ev.Header.LogPos-ev.Header.EventSize); err != nil {
+			return err
+		}
+	}
 	r.txn = txnState{active: true, gtid: g, gtidStr: g.String(), ts: ev.Header.Timestamp, standalone: e.IsStandalone(),
 		buf: r.txn.buf[:0], subjects: r.txn.subjects[:0], tables: r.txn.tables, touched: r.txn.touched[:0]}
 	r.txn.tsUs = commitClock(ev.Header.Timestamp, time.Now().UnixMicro(), r.clockUs)
@@ -320,6 +337,7 @@ func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error 
 		lag = 0
 	}
 	r.c.m.LagMs.Set(float64(lag))
+	r.c.st.lagMs.Store(lag)
 	for name := range r.txn.tables {
 		db, table, _ := strings.Cut(name, ".")
 		r.c.m.TableLagMs.WithLabelValues(db, table).Set(float64(lag))
@@ -390,28 +408,17 @@ func (r *reader) ddl(ctx context.Context, schema, stmt string) error {
 	return nil
 }
 
-// PurgedError says the server cannot stream from the checkpoint's position (MariaDB error
-// 1236): its binlog was purged, or the position is not this server's. Capture cannot
-// continue without losing changes: the tables must be resnapshotted.
-type PurgedError struct {
-	Position string
-	Err      error
-}
-
-func (e *PurgedError) Error() string {
-	return fmt.Sprintf("capture: the server cannot stream from position %q: its binlog was purged or the position "+
-		"is not this server's (%v); to resnapshot: stop capture, delete the checkpoint "+
-		"(nats kv del <state_bucket> checkpoint) and start it again with --start current --initial-snapshot "+
-		"(or run `music capture --snapshot db.table` for each captured table)", e.Position, e.Err)
-}
-
-func (e *PurgedError) Unwrap() error { return e.Err }
-
-func classifyBinlogError(err error, pos Position) error {
+// classifyBinlogError turns the server's refusal of the dump position (MariaDB error 1236)
+// into a *PurgedError.
+func classifyBinlogError(err error, pos Position, domain uint32) error {
 	var me *mysql.MyError
 	if errors.As(err, &me) && me.Code == mysql.ER_MASTER_FATAL_ERROR_READING_BINLOG ||
 		err != nil && strings.Contains(err.Error(), "ERROR 1236") {
-		return &PurgedError{Position: pos.String(), Err: err}
+		pe := &PurgedError{Position: pos.Only(domain).String(), Domain: domain, Err: err}
+		if g, ok := pos[domain]; ok {
+			pe.LostFrom = next(g)
+		}
+		return pe
 	}
 	return err
 }

@@ -42,7 +42,11 @@ type Capturer struct {
 	byFile       atomic.Bool
 	startHasFile atomic.Bool
 
+	// snapshotting is set while runInitialSnapshot runs (one at a time).
+	snapshotting atomic.Bool
+
 	mu        sync.Mutex
+	st        statusState
 	health    error
 	tableErrs map[string]error
 	snapshots map[string]*SnapshotProgress
@@ -62,7 +66,7 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Capturer, err
 	return &Capturer{cfg: cfg, log: log.With(zap.String("site", cfg.Site)), m: NewMetrics(reg, cfg.Site),
 		filter: NewFilter(cfg.Include, cfg.Exclude), snapReqs: make(chan snapRequest),
 		tableErrs: map[string]error{}, snapshots: map[string]*SnapshotProgress{},
-		health: errors.New("capture: not started"), ready: make(chan struct{})}, nil
+		health: errors.New("capture: not started"), ready: make(chan struct{}), st: statusState{state: StateStarting}}, nil
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -101,12 +105,6 @@ func (c *Capturer) TableErrors() map[string]error {
 	return out
 }
 
-func (c *Capturer) setHealth(err error) {
-	c.mu.Lock()
-	c.health = err
-	c.mu.Unlock()
-}
-
 func (c *Capturer) setTableError(name string, err error) {
 	c.mu.Lock()
 	if err == nil {
@@ -126,9 +124,13 @@ func (c *Capturer) Run(ctx context.Context) error {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				c.log.Warn("nats disconnected", zap.Error(err))
+				c.natsDown(err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { c.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl())) }))
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			c.log.Info("nats reconnected", zap.String("url", nc.ConnectedUrl()))
+			c.natsDown(nil)
+		}))
 	if err != nil {
 		return fmt.Errorf("capture: connect to nats %s: %w", c.cfg.NATSURL, err)
 	}
@@ -147,18 +149,20 @@ func (c *Capturer) Run(ctx context.Context) error {
 	db.SetMaxOpenConns(4)
 
 	if c.cfg.InitialSnapshot {
-		go c.runInitialSnapshot(ctx, js)
+		c.startSnapshots(ctx, js)
 	}
 	backoff := 100 * time.Millisecond
 	for {
 		began := time.Now()
 		err := c.session(ctx, js, db, mc)
 		if ctx.Err() != nil {
-			c.setHealth(errors.New("capture: stopped"))
+			c.mu.Lock()
+			c.st.state, c.health = StateStopped, errors.New("capture: stopped")
+			c.mu.Unlock()
 			return nil
 		}
 		var purged *PurgedError
-		if errors.As(err, &purged) && !c.byFile.Load() && c.startHasFile.Load() {
+		if errors.As(err, &purged) && purged.Err != nil && !c.byFile.Load() && c.startHasFile.Load() {
 			// MariaDB refuses a GTID position it cannot find in its binlog state, which
 			// happens when the domain's sequence numbers were written out of order (a
 			// replay into this site with this site's own domain). The checkpoint's file
@@ -169,13 +173,30 @@ func (c *Capturer) Run(ctx context.Context) error {
 			continue
 		}
 		if errors.As(err, &purged) {
-			c.setHealth(err)
 			c.m.Errors.WithLabelValues("purged").Inc()
-			c.log.Error("binlog position purged", zap.Error(err))
+			if purged.Tables == nil {
+				purged.Tables = c.capturedTableNames(ctx, db)
+			}
+			if c.cfg.AutoSnapshotOnPurge {
+				c.log.Error("binlog purged: changes were lost; auto_snapshot_on_purge recovers", zap.Error(err))
+				if rerr := c.autoRecover(ctx, js, db); rerr == nil {
+					c.failed(err, StateRetrying) // until the new session makes progress
+					continue
+				} else {
+					c.log.Error("auto_snapshot_on_purge failed", zap.Error(rerr))
+				}
+			}
+			c.mu.Lock()
+			c.st.purged = true
+			c.mu.Unlock()
+			c.failed(err, StateStopped)
+			c.m.Purged.Set(1)
+			c.log.Error("capture stopped: binlog purged", zap.Error(err))
 			return err
 		}
-		c.setHealth(fmt.Errorf("capture: reconnecting: %w", err))
+		c.failed(fmt.Errorf("capture: reconnecting: %w", err), StateRetrying)
 		c.m.Reconnects.Inc()
+		c.st.reconnects.Add(1)
 		c.m.Errors.WithLabelValues(errKind(err)).Inc()
 		if time.Since(began) > time.Minute {
 			backoff = 100 * time.Millisecond
@@ -201,6 +222,33 @@ func errKind(err error) string {
 		return "mariadb"
 	}
 	return "session"
+}
+
+// autoRecover handles a purged binlog with auto_snapshot_on_purge: the checkpoint moves
+// to the binlog's current end and every captured table is resnapshotted.
+func (c *Capturer) autoRecover(ctx context.Context, js jetstream.JetStream, db *sql.DB) error {
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := openState(setup, js, c.cfg.StateBucket, c.cfg.Replicas)
+	if err != nil {
+		return err
+	}
+	if _, err := c.recoverPurge(setup, st, db); err != nil {
+		return err
+	}
+	c.startSnapshots(ctx, js)
+	return nil
+}
+
+// startSnapshots runs runInitialSnapshot unless it is running.
+func (c *Capturer) startSnapshots(ctx context.Context, js jetstream.JetStream) {
+	if !c.snapshotting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.snapshotting.Store(false)
+		c.runInitialSnapshot(ctx, js)
+	}()
 }
 
 // ensureStream creates or updates the site's stream.
@@ -234,15 +282,13 @@ func (c *Capturer) startPosition(ctx context.Context, st *state, db *sql.DB) (re
 	var rp resumePoint
 	switch {
 	case c.cfg.Start == "earliest":
-		rp.Pos = Position{}
+		// The oldest binlog's start: the GTIDs before it are purged, not lost to capture.
+		if _, rp.Pos, err = oldestBinlogState(ctx, db); err != nil {
+			return rp, err
+		}
 	case c.cfg.Start == "current":
 		// The binlog's end as file and offset, and the GTID position of that point.
-		var ignored1, ignored2 sql.NullString
-		row := db.QueryRowContext(ctx, "SHOW MASTER STATUS")
-		if err := row.Scan(&rp.File, &rp.Offset, &ignored1, &ignored2); err != nil {
-			return rp, fmt.Errorf("show master status (is the binlog on?): %w", err)
-		}
-		if rp.Pos, err = binlogGTIDPos(ctx, db, rp.File, rp.Offset); err != nil {
+		if rp, err = currentPoint(ctx, db); err != nil {
 			return rp, err
 		}
 	default:
@@ -340,7 +386,13 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	start = start.Only(c.cfg.DomainID)
 	rp.Pos = start
 	c.acked.Store(&rp)
+	c.checkpointed(rp)
 	c.m.setCheckpoint(start.String())
+	// Never move past own-domain transactions that were not published: the binlog must
+	// still hold everything after the checkpoint.
+	if err := c.checkCoverage(setup, db, start); err != nil {
+		return err
+	}
 	schema, err := newSchemaTracker(setup, st, db, start)
 	if err != nil {
 		return err
@@ -358,8 +410,15 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	pipeCtx, cancelPipe := context.WithCancel(context.Background())
 	defer cancelPipe()
 	budget := int64(2*c.cfg.MaxInFlight + c.cfg.MaxTxnBuffer)
-	p := newPipeline(js, c.cfg.Site, c.m, c.cfg.MaxInFlight, max(1, runtime.GOMAXPROCS(0)), budget, rp)
+	p := newPipeline(js, c.cfg.Site, c.m, c.cfg.MaxInFlight, max(1, runtime.GOMAXPROCS(0)), budget, rp,
+		msgLimits{events: c.cfg.MessageEvents, bytes: c.cfg.MessageBytes, part: c.cfg.PartSize})
 	p.onAck = func(rp *resumePoint) { c.acked.Store(rp) }
+	p.onProgress = func(events, txns int) {
+		c.st.events.Add(int64(events))
+		c.st.txns.Add(int64(txns))
+		c.st.inFlight.Store(p.inFlight.Load())
+		c.progressed()
+	}
 
 	var wg sync.WaitGroup
 	var pipeErr error
@@ -379,11 +438,14 @@ func (c *Capturer) session(ctx context.Context, js jetstream.JetStream, db *sql.
 	go func() { defer close(cpDone); c.checkpointer(pipeCtx, st, p, ackDone) }()
 
 	r := &reader{c: c, p: p, lazy: lazy, schema: schema, pos: start.Clone(), clockUs: rp.ClockUs, tables: map[uint64]*tableSchema{},
-		noPK: map[string]bool{}, stopped: map[string]error{}}
+		noPK: map[string]bool{}, stopped: map[string]error{}, db: db}
+	if g, ok := start[c.cfg.DomainID]; ok {
+		r.start = &g
+	}
 	for name, err := range c.TableErrors() {
 		r.stopped[name] = err
 	}
-	c.setHealth(nil)
+	c.streaming()
 	c.readyOnce.Do(func() { close(c.ready) })
 	readErr := r.run(readCtx, streamer)
 	r.abortSnapshot()
@@ -422,7 +484,7 @@ func (c *Capturer) startDump(syncer *replication.BinlogSyncer, rp resumePoint) (
 		streamer, err = syncer.StartSyncGTID(gset)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("start binlog dump at %s: %w", rp.Pos, classifyBinlogError(err, rp.Pos))
+		return nil, fmt.Errorf("start binlog dump at %s: %w", rp.Pos, classifyBinlogError(err, rp.Pos, c.cfg.DomainID))
 	}
 	c.dumpConn.Store(syncer.LastConnectionID())
 	c.log.Info("binlog dump started", zap.String("position", rp.Pos.String()), zap.Uint32("server_id", c.cfg.ServerID))
@@ -450,6 +512,7 @@ func (c *Capturer) checkpointer(ctx context.Context, st *state, p *pipeline, ack
 			return
 		}
 		saved = rp
+		c.checkpointed(rp)
 		c.m.setCheckpoint(s)
 		c.m.CheckpointTime.SetToCurrentTime()
 	}

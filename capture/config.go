@@ -50,6 +50,23 @@ type Config struct {
 	// MaxTxnBuffer is how many events of one transaction are buffered to learn its row
 	// count; bigger transactions stream (Transaction.Total 0 until the last event).
 	MaxTxnBuffer int `yaml:"max_txn_buffer"`
+	// MessageEvents and MessageBytes bound one JetStream message: consecutive events of
+	// one transaction (or snapshot chunk) on one subject share a message, up to
+	// MessageEvents events (default 500) and MessageBytes bytes of body (default 256 KiB).
+	// The grouping decides the message ids: change them only with a fresh stream, or
+	// accept duplicates after the change (as for Include/Exclude).
+	MessageEvents int `yaml:"message_events"`
+	MessageBytes  int `yaml:"message_bytes"`
+	// PartSize: an event whose encoding is bigger goes alone, cut into part messages of at
+	// most PartSize bytes (default changeevent.DefaultPartSize, 512 KiB). Keep it under the
+	// NATS server's max_payload (1 MiB by default).
+	PartSize int `yaml:"part_size"`
+	// AutoSnapshotOnPurge: when the binlog no longer holds every transaction after the
+	// checkpoint (purged), capture logs the lost GTID range at error level, counts
+	// music_capture_purge_resnapshots_total, continues from the binlog's current end and
+	// resnapshots every captured table. Off (the default), capture stops with a
+	// *PurgedError instead.
+	AutoSnapshotOnPurge bool `yaml:"auto_snapshot_on_purge"`
 	// CheckpointInterval is how often the acknowledged position is stored (default 1s).
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	// Start is where a capture without checkpoint begins: "current" (the binlog's end),
@@ -88,6 +105,9 @@ func DefaultConfig() Config {
 		DuplicateWindow:     24 * time.Hour,
 		MaxInFlight:         4096,
 		MaxTxnBuffer:        10000,
+		MessageEvents:       500,
+		MessageBytes:        256 << 10,
+		PartSize:            changeevent.DefaultPartSize,
 		CheckpointInterval:  time.Second,
 		Start:               "current",
 		Heartbeat:           time.Second,
@@ -96,10 +116,21 @@ func DefaultConfig() Config {
 	}
 }
 
-// withDefaults fills the derived defaults (server id, stream and bucket names).
+// withDefaults fills the derived defaults (server id, stream and bucket names) and the
+// message limits left 0.
 func (c Config) withDefaults() Config {
 	if c.ServerID == 0 {
 		c.ServerID = 1000000 + c.DomainID
+	}
+	d := DefaultConfig()
+	if c.MessageEvents == 0 {
+		c.MessageEvents = d.MessageEvents
+	}
+	if c.MessageBytes == 0 {
+		c.MessageBytes = d.MessageBytes
+	}
+	if c.PartSize == 0 {
+		c.PartSize = d.PartSize
 	}
 	if c.Stream == "" {
 		c.Stream = changeevent.StreamName(c.Site)
@@ -146,6 +177,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxTxnBuffer < 1 {
 		bad("max_txn_buffer", "%d must be positive", c.MaxTxnBuffer)
+	}
+	if c.MessageEvents < 0 {
+		bad("message_events", "%d must be positive (0: the default)", c.MessageEvents)
+	}
+	if c.MessageBytes < 0 {
+		bad("message_bytes", "%d must be positive (0: the default)", c.MessageBytes)
+	}
+	if c.PartSize != 0 && c.PartSize < 1024 {
+		bad("part_size", "%d is below 1024 bytes (0: the default)", c.PartSize)
 	}
 	if c.CheckpointInterval <= 0 {
 		bad("checkpoint_interval", "must be positive")

@@ -29,8 +29,12 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	sites := testenv.Sites(t)
-	site := sites[0]
+	return newHarnessAt(t, testenv.Sites(t)[0])
+}
+
+// newHarnessAt is newHarness at a given MariaDB server.
+func newHarnessAt(t testing.TB, site testenv.Site) *harness {
+	t.Helper()
 	db := testenv.NewDatabase(t, site)
 	url := testenv.NATS(t)
 	prefix := testenv.Prefix(t)
@@ -127,57 +131,128 @@ func (r *running) stop(t testing.TB) {
 	}
 }
 
-// read returns every event of the stream, waiting until there are at least want.
+// read returns every event of the stream (messages decoded, parts joined), waiting until
+// there are at least want. It checks the wire format of every message: subject, event
+// count header, message id of the first event, part headers.
 func (h *harness) read(stream string, want int, timeout time.Duration) []*changeevent.Event {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var s jetstream.Stream
-	var err error
+	var out []*changeevent.Event
 	testenv.Eventually(h.t, timeout, func() error {
-		s, err = h.js.Stream(ctx, stream)
+		var err error
+		out, _, err = h.readStream(stream)
 		if err != nil {
 			return err
 		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			return err
-		}
-		if int(info.State.Msgs) < want {
-			return fmt.Errorf("stream %s has %d messages, want %d", stream, info.State.Msgs, want)
+		if len(out) < want {
+			return fmt.Errorf("stream %s has %d events, want %d", stream, len(out), want)
 		}
 		return nil
 	})
+	return out
+}
+
+// streamEvents is the number of events in the harness's stream (0 if unreadable).
+func (h *harness) streamEvents() int {
+	events, _, err := h.readStream(h.cfg.Stream)
+	if err != nil {
+		return 0
+	}
+	return len(events)
+}
+
+// streamStats are what readStream saw besides the events.
+type streamStats struct {
+	msgs, parts, joined int
+}
+
+// readStream reads the whole stream once.
+func (h *harness) readStream(stream string) ([]*changeevent.Event, streamStats, error) {
+	h.t.Helper()
+	var st streamStats
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := h.js.Stream(ctx, stream)
+	if err != nil {
+		return nil, st, err
+	}
 	info, err := s.Info(ctx)
 	if err != nil {
-		h.t.Fatal(err)
+		return nil, st, err
 	}
 	n := int(info.State.Msgs)
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
-		h.t.Fatal(err)
+		return nil, st, err
 	}
 	var out []*changeevent.Event
-	for len(out) < n {
-		batch, err := cons.Fetch(min(n-len(out), 5000), jetstream.FetchMaxWait(5*time.Second))
+	joiner := changeevent.NewJoiner()
+	for st.msgs < n {
+		batch, err := cons.Fetch(min(n-st.msgs, 1000), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			h.t.Fatal(err)
+			return nil, st, err
 		}
 		for m := range batch.Messages() {
-			e, err := changeevent.Unmarshal(m.Data())
+			st.msgs++
+			events, err := h.decodeMsg(joiner, m, &st)
 			if err != nil {
-				h.t.Fatalf("message %s: %v", m.Data(), err)
+				h.t.Fatal(err)
 			}
-			if want, got := changeevent.Subject(h.cfg.Site, e.Source.DB, e.Source.Table), m.Subject(); want != got {
-				h.t.Fatalf("event on subject %s, want %s", got, want)
-			}
-			out = append(out, e)
+			out = append(out, events...)
 		}
 		if batch.Error() != nil {
-			h.t.Fatal(batch.Error())
+			return nil, st, batch.Error()
 		}
 	}
-	return out
+	if joiner.Pending() > 0 {
+		return nil, st, fmt.Errorf("%d events with parts missing", joiner.Pending())
+	}
+	return out, st, nil
+}
+
+// decodeMsg decodes one message (nil while parts of its event are missing) and checks it.
+func (h *harness) decodeMsg(joiner *changeevent.Joiner, m jetstream.Msg, st *streamStats) ([]*changeevent.Event, error) {
+	hdr := m.Headers()
+	id := hdr.Get(jetstream.MsgIDHeader)
+	data := m.Data()
+	info, isPart, err := changeevent.ParsePart(hdr.Get)
+	if err != nil {
+		return nil, err
+	}
+	if isPart {
+		st.parts++
+		if id != changeevent.PartID(info.Of, info.Part) {
+			return nil, fmt.Errorf("part message id %s, want %s", id, changeevent.PartID(info.Of, info.Part))
+		}
+		whole, done := joiner.Add(info, data)
+		if !done {
+			return nil, nil
+		}
+		st.joined++
+		data, id = whole, info.Of
+	}
+	events, err := changeevent.DecodeMessage(data)
+	if err != nil {
+		return nil, fmt.Errorf("message %s: %v", id, err)
+	}
+	if isPart && len(events) != 1 {
+		return nil, fmt.Errorf("parts of %s hold %d events, want 1", id, len(events))
+	}
+	if !isPart && hdr.Get(changeevent.EventsHeader) != fmt.Sprint(len(events)) {
+		return nil, fmt.Errorf("message %s: %s=%q, body has %d events", id, changeevent.EventsHeader,
+			hdr.Get(changeevent.EventsHeader), len(events))
+	}
+	if want := msgID(h.cfg.Site, events[0]); id != want {
+		return nil, fmt.Errorf("message id %s, want the first event's %s", id, want)
+	}
+	for _, e := range events {
+		if want, got := changeevent.Subject(h.cfg.Site, e.Source.DB, e.Source.Table), m.Subject(); want != got {
+			return nil, fmt.Errorf("event on subject %s, want %s", got, want)
+		}
+		if e.Transaction.ID != events[0].Transaction.ID {
+			return nil, fmt.Errorf("message %s holds events of transactions %s and %s", id, events[0].Transaction.ID, e.Transaction.ID)
+		}
+	}
+	return events, nil
 }
 
 // fold applies events in stream order to a map keyed by the event key, as an apply would.

@@ -74,18 +74,6 @@ func startMusicB(t testing.TB, bin, cfgPath string) *exec.Cmd {
 	return cmd
 }
 
-func (h *harness) streamMsgs(ctx context.Context) uint64 {
-	s, err := h.js.Stream(ctx, h.cfg.Stream)
-	if err != nil {
-		return 0
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return info.State.Msgs
-}
-
 // TestKillDuringLoad SIGKILLs `music capture` in the middle of a 100,000-row load, starts
 // it again, and checks that every committed row is in the stream exactly once.
 func TestKillDuringLoad(t *testing.T) {
@@ -118,8 +106,8 @@ func TestKillDuringLoad(t *testing.T) {
 		loadDone <- err
 	}()
 	testenv.Eventually(t, 60*time.Second, func() error {
-		if n := h.streamMsgs(ctx); n < 30000 {
-			return fmt.Errorf("%d messages before the kill", n)
+		if n := h.streamEvents(); n < 30000 {
+			return fmt.Errorf("%d events before the kill", n)
 		}
 		return nil
 	})
@@ -127,16 +115,16 @@ func TestKillDuringLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	killedAt := h.streamMsgs(ctx)
-	t.Logf("killed capture with %d messages in the stream", killedAt)
+	killedAt := h.streamEvents()
+	t.Logf("killed capture with %d events in the stream", killedAt)
 	if err := <-loadDone; err != nil {
 		t.Fatal(err)
 	}
 	cmd = startMusic(t, bin, cfgPath)
 	want := 1 + txns*perTxn + txns // the CREATE, the inserts, the updates
 	testenv.Eventually(t, 90*time.Second, func() error {
-		if n := h.streamMsgs(ctx); n < uint64(want) {
-			return fmt.Errorf("%d messages, want %d", n, want)
+		if n := h.streamEvents(); n < want {
+			return fmt.Errorf("%d events, want %d", n, want)
 		}
 		return nil
 	})

@@ -6,23 +6,25 @@ import (
 
 // Metrics are the capture's Prometheus metrics (all labelled with the site).
 type Metrics struct {
-	Events          *prometheus.CounterVec // music_capture_events_total{site,op}
-	Bytes           prometheus.Counter     // music_capture_bytes_total
-	Transactions    prometheus.Counter     // music_capture_transactions_total
-	Skipped         *prometheus.CounterVec // music_capture_skipped_transactions_total{site,reason}
-	LagMs           prometheus.Gauge       // music_capture_lag_ms
-	TableLagMs      *prometheus.GaugeVec   // music_capture_table_lag_ms{site,db,table}
-	Checkpoint      *prometheus.GaugeVec   // music_capture_checkpoint_info{site,position}
-	CheckpointTime  prometheus.Gauge       // music_capture_checkpoint_timestamp_seconds
-	Errors          *prometheus.CounterVec // music_capture_errors_total{site,kind}
-	Reconnects      prometheus.Counter     // music_capture_reconnects_total
-	InFlight        prometheus.Gauge       // music_capture_in_flight_events
-	NoPK            prometheus.Gauge       // music_capture_tables_without_pk
-	StoppedTables   prometheus.Gauge       // music_capture_stopped_tables
-	SnapshotRows    *prometheus.GaugeVec   // music_capture_snapshot_rows{site,db,table,state=done|total}
-	SnapshotRate    *prometheus.GaugeVec   // music_capture_snapshot_rows_per_second{site,db,table}
-	SnapshotETA     *prometheus.GaugeVec   // music_capture_snapshot_eta_seconds{site,db,table}
-	checkpointLabel string
+	Events           *prometheus.CounterVec // music_capture_events_total{site,op}
+	Bytes            prometheus.Counter     // music_capture_bytes_total
+	Transactions     prometheus.Counter     // music_capture_transactions_total
+	Skipped          *prometheus.CounterVec // music_capture_skipped_transactions_total{site,reason}
+	LagMs            prometheus.Gauge       // music_capture_lag_ms
+	TableLagMs       *prometheus.GaugeVec   // music_capture_table_lag_ms{site,db,table}
+	Checkpoint       *prometheus.GaugeVec   // music_capture_checkpoint_info{site,position}
+	CheckpointTime   prometheus.Gauge       // music_capture_checkpoint_timestamp_seconds
+	Errors           *prometheus.CounterVec // music_capture_errors_total{site,kind}
+	Reconnects       prometheus.Counter     // music_capture_reconnects_total
+	InFlight         prometheus.Gauge       // music_capture_in_flight_events
+	NoPK             prometheus.Gauge       // music_capture_tables_without_pk
+	StoppedTables    prometheus.Gauge       // music_capture_stopped_tables
+	SnapshotRows     *prometheus.GaugeVec   // music_capture_snapshot_rows{site,db,table,state=done|total}
+	SnapshotRate     *prometheus.GaugeVec   // music_capture_snapshot_rows_per_second{site,db,table}
+	SnapshotETA      *prometheus.GaugeVec   // music_capture_snapshot_eta_seconds{site,db,table}
+	Purged           prometheus.Gauge       // music_capture_purged: 1 while stopped by a purged binlog
+	PurgeResnapshots prometheus.Counter     // music_capture_purge_resnapshots_total
+	checkpointLabel  string
 }
 
 // NewMetrics creates the metrics and registers them with reg (which may be nil).
@@ -61,11 +63,15 @@ func NewMetrics(reg prometheus.Registerer, site string) *Metrics {
 			Help: "Snapshot rate.", ConstLabels: cl}, []string{"db", "table"}),
 		SnapshotETA: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "music_capture_snapshot_eta_seconds",
 			Help: "Estimated seconds until the snapshot is done.", ConstLabels: cl}, []string{"db", "table"}),
+		Purged: prometheus.NewGauge(prometheus.GaugeOpts{Name: "music_capture_purged",
+			Help: "1 while capture is stopped because transactions after its checkpoint were purged from the binlog.", ConstLabels: cl}),
+		PurgeResnapshots: prometheus.NewCounter(prometheus.CounterOpts{Name: "music_capture_purge_resnapshots_total",
+			Help: "Purged binlogs recovered by auto_snapshot_on_purge (checkpoint moved to the binlog end, every table resnapshotted).", ConstLabels: cl}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.Events, m.Bytes, m.Transactions, m.Skipped, m.LagMs, m.TableLagMs,
 			m.Checkpoint, m.CheckpointTime, m.Errors, m.Reconnects, m.InFlight, m.NoPK, m.StoppedTables,
-			m.SnapshotRows, m.SnapshotRate, m.SnapshotETA} {
+			m.SnapshotRows, m.SnapshotRate, m.SnapshotETA, m.Purged, m.PurgeResnapshots} {
 			reg.MustRegister(c)
 		}
 	}

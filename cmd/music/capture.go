@@ -26,7 +26,7 @@ import (
 
 type captureConfig struct {
 	capture.Config `yaml:",inline"`
-	// MetricsAddr serves /metrics and /healthz ("" disables).
+	// MetricsAddr serves /metrics, /healthz and /status ("" disables).
 	MetricsAddr string          `yaml:"metrics_addr"`
 	Log         logging.Options `yaml:"log"`
 }
@@ -82,7 +82,9 @@ func runCapture(args []string) int {
 	fs.Var(listFlag{&cfg.Exclude}, "exclude", "db.table glob not to capture (repeatable, comma-separated)")
 	fs.IntVar(&cfg.MaxInFlight, "max-in-flight", cfg.MaxInFlight, "unacknowledged publishes at most")
 	fs.DurationVar(&cfg.CheckpointInterval, "checkpoint-interval", cfg.CheckpointInterval, "how often the checkpoint is stored")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics and /healthz (empty: off)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /healthz and /status (empty: off)")
+	fs.BoolVar(&cfg.AutoSnapshotOnPurge, "auto-snapshot-on-purge", cfg.AutoSnapshotOnPurge,
+		"when the binlog after the checkpoint was purged, continue from the binlog's end and resnapshot every captured table (default: stop)")
 	fs.BoolVar(&cfg.InitialSnapshot, "initial-snapshot", cfg.InitialSnapshot, "on the first start (no checkpoint) snapshot every captured table")
 	fs.Var(listFlag{&snapshots}, "snapshot", "db.table to snapshot once capture streams (repeatable); progress on stderr")
 	if code, ok := parseFlags("capture", fs, args, cfg); !ok {
@@ -115,6 +117,7 @@ func runCapture(args []string) int {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.Handle("/healthz", capture.HealthHandler(c))
+		mux.Handle("/status", capture.StatusHandler(c))
 		profiling(mux)
 		srv := &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
@@ -128,7 +131,17 @@ func runCapture(args []string) int {
 		go runSnapshots(ctx, c, snapshots)
 	}
 	if err := c.Run(ctx); err != nil {
+		log.Error("capture stopped", zap.Error(err))
 		fmt.Fprintln(os.Stderr, "music capture:", err)
+		var purged *capture.PurgedError
+		if errors.As(err, &purged) && cfg.MetricsAddr != "" {
+			// Stay up so that monitoring sees it: /healthz answers 503 with the error,
+			// /status says stopped with the error, music_capture_purged is 1. A restart
+			// would stop the same way; exit (1) on SIGTERM/SIGINT.
+			log.Error("capture stays stopped until the tables are resnapshotted; still serving /healthz, /status and /metrics until SIGTERM",
+				zap.String("metrics_addr", cfg.MetricsAddr))
+			<-ctx.Done()
+		}
 		return 1
 	}
 	return 0
