@@ -17,6 +17,91 @@
 // skip_replication=1 (the local capture has the server filter them out). A resync batch
 // (apply.Txn.Resync) carries one version per row and runs in the local domain.
 //
+// # Sessions
+//
+// Every use of the pool takes a dedicated *sql.Conn, sets what it needs (replays: the
+// origin's gtid_domain_id, server_id and gtid_seq_no, skip_replication=1, time_zone,
+// sql_mode, foreign_key_checks=0, READ COMMITTED; metadata and created tables:
+// sql_log_bin=0) and, in a deferred release that also runs after a failed statement, a
+// rolled-back transaction or a cancelled context, sets every one of them back (to the
+// DSN's connect value or the global default) before the connection returns to the pool.
+// If that reset fails, or the session ran USE (a replayed DDL), the connection is closed
+// instead (driver.ErrBadConn through Conn.Raw), never reused.
+//
+// # Resync (repair)
+//
+// Sink.Repair (apply.Resync, `music resync`, `music apply --resync`) makes a table hold
+// exactly a reference's rows, whatever row_versions says: the MUSIC store (apply/cassandra)
+// or a peer site's MariaDB (Peer: rows and their row_versions read in one consistent
+// snapshot; a row without a recorded version gets version zero). Drift made outside the
+// binlog (a restore, a manual fix with sql_log_bin=0) leaves row_versions saying a change
+// is applied when the row says otherwise, so rows are compared by content, not version.
+//
+// Copy phase, per batch of reference rows, one local transaction (skip_replication=1, local
+// domain, so capture drops it): the keys' row_versions entries are read FOR UPDATE (the
+// lock every replay takes first, so a replay of the same keys is serialised with the
+// batch) and so are the local rows. A key whose recorded version is newer than the
+// reference row's is left alone (a change that reached this site before the reference:
+// it wins; counted as Conflicts). Otherwise the reference images are written into a
+// temporary copy of the table and hashed on the server like the local rows; a row missing
+// or different is overwritten with the reference image; row_versions gets the reference
+// row's version, with the resync's write recorded as the row's last write and the local
+// binlog position (so the own stream still restores a newer local write it overwrote, see
+// below). A replay after the batch compares its version with the reference row's, as usual:
+// the newer wins.
+//
+// Delete phase: the local table is walked in primary key order; a row whose key the
+// reference did not hold is deleted, in a transaction with its row_versions entry locked,
+// unless that entry records a live version at most RepairOptions.KeepRecent (default 1
+// minute) older than the start of the repair, or newer: a change the reference cannot
+// have yet, which arrived while it was read. A deleted row leaves a tombstone: the version
+// recorded before (any newer change of the row still wins), or version zero for a row no
+// version was ever recorded for (written outside MUSIC), again with the delete recorded as
+// the row's last write. The local keys are read through the text protocol and encoded as
+// the stream would encode them; if a locked row's key does not encode back to the
+// reference key it was found by, the delete phase is refused (ErrRefused) rather than risk
+// deleting rows the reference holds.
+//
+// Residual: a local row the reference lacks whose recorded version is older than
+// KeepRecent is deleted even if the reference merely lags (the store behind a site's own
+// agent by more than KeepRecent); its change is then lost at this site until the row
+// changes again. An application write at this site during the repair is overwritten or
+// deleted if the reference does not have it yet, and restored when its own-stream record
+// arrives (apply follows the own stream; without --follow-own it stays lost).
+//
+// # Tombstones
+//
+// A delete leaves a tombstone in row_versions (deleted=1, the delete's version) so that an
+// older change arriving later does not resurrect the row. A tombstone is needed only as
+// long as such an older change can still arrive. Rule: a tombstone may be removed once
+// every change older than it has been applied here, from every origin. The sweeper
+// (Sink.NewSweeper, every TombstoneSweepInterval, default 10 minutes) implements the
+// conservative form: it removes the tombstones whose version's commit time is older than
+// both
+//
+//   - now minus TombstoneRetention (default 24h: beyond JetStream's duplicate window and
+//     any redelivery of an acknowledged message), and
+//   - the horizon: for every origin's durable consumer, the commit time of the oldest
+//     message not yet acknowledged (now when nothing is pending), the minimum over origins.
+//     An origin's commit clock only moves forward in its stream, so every change still to
+//     be applied here from any origin is at least as new as the horizon, hence newer than
+//     every collected tombstone: it wins over the row's absence anyway, exactly as it
+//     would have won over the tombstone. A message that cannot be read or decoded makes the
+//     sweep wait for the next round.
+//
+// Deletes are batched (batch_rows per statement, outside the binlog); each takes the row
+// lock a replay takes, so a replay that has a tombstone locked is never decided on a
+// removed one. Metrics: music_apply_tombstones_collected_total, music_apply_tombstones
+// (tombstones left after the last sweep).
+//
+// Residual risk: a change not yet in any stream when its row's tombstone is collected, and
+// older than that tombstone: a site whose capture was down or cut off from NATS for longer
+// than the retention, whose changes are then published late. Such a change resurrects a
+// row deleted elsewhere (at this site only). Keep the retention above the longest outage
+// of a site's capture that is not followed by a resync of its tables; a resync repairs it.
+// Tombstones written by a resync for rows MUSIC never knew have version zero and are
+// collected at the next sweep.
+//
 // Schema changes (CREATE, ALTER, DROP, RENAME, TRUNCATE) run with the origin GTID in the
 // origin's default database (created, outside the binlog, if capture did not publish its
 // CREATE DATABASE) and are recorded in <meta>.ddl_applied (sql_log_bin=0) so a re-delivered
@@ -44,6 +129,6 @@
 // written back. Both run with skip_replication=1 in the local domain. An own DDL is not run
 // again.
 //
-// Limitations: tombstones are kept forever. A secondary unique key that collides with another row makes ON DUPLICATE KEY
-// UPDATE update that row (as MariaDB would for the statement).
+// Limitations: a secondary unique key that collides with another row makes ON DUPLICATE
+// KEY UPDATE update that row (as MariaDB would for the statement).
 package mariadb
