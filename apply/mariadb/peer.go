@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"strings"
 
@@ -149,8 +150,11 @@ func (p *Peer) Scan(ctx context.Context, db, table string, batch int, fn func([]
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	// The session is private to this Peer's pool; it is discarded with the pool.
+	defer func() {
+		// The snapshot session is not reused: the connection is closed, not pooled.
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		_ = conn.Close()
+	}()
 	for _, q := range []string{
 		"SET SESSION time_zone='+00:00', tx_isolation='REPEATABLE-READ'",
 		"START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
@@ -159,7 +163,6 @@ func (p *Peer) Scan(ctx context.Context, db, table string, batch int, fn func([]
 			return fmt.Errorf("mariadb: snapshot at %s: %w", p.name, err)
 		}
 	}
-	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck
 	versions := map[[32]byte]peerVersion{}
 	rs, err := conn.QueryContext(ctx, "SELECT pk_hash, ts_us, domain_id, seq, origin, gtid FROM "+p.meta+
 		".row_versions WHERE db=? AND tbl=? AND deleted=0", db, table)

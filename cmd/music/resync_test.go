@@ -73,6 +73,10 @@ func TestResyncCommandFromSite(t *testing.T) {
 	if _, err := dst.Exec("SET SESSION sql_log_bin=0; DELETE FROM kv WHERE id=1; UPDATE kv SET v='drift' WHERE id=2; INSERT INTO kv (id) VALUES (99); SET SESSION sql_log_bin=1"); err != nil {
 		t.Fatal(err)
 	}
+	verify := []string{"--db", name, "--table", "kv", "--site", "a=" + a.DSN(""), "--site", "c=" + c.DSN("")}
+	if code := runVerify(verify); code != 1 {
+		t.Fatalf("music verify before the resync: exit %d, want 1 (DIFFERENT)", code)
+	}
 	cfg := &resyncConfig{Site: "c", Tables: []string{name + ".kv"}, FromSite: "a", Peers: []string{"a=" + a.DSN("")},
 		MariaDB: mariadb.Config{DSN: c.DSN(""), MetaSchema: "music_test"}, Batch: 2, KeepRecent: -1, Log: logging.DefaultOptions()}
 	if err := cfg.Validate(); err != nil {
@@ -96,5 +100,8 @@ func TestResyncCommandFromSite(t *testing.T) {
 	}
 	if sa != sc {
 		t.Fatalf("CHECKSUM TABLE a %s, c %s", sa, sc)
+	}
+	if code := runVerify(verify); code != 0 {
+		t.Fatalf("music verify after the resync: exit %d, want 0 (IDENTICAL)", code)
 	}
 }

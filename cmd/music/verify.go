@@ -62,7 +62,8 @@ func runVerify(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var digests []string
+	var digests, names []string
+	sets := map[string]map[string]int{} // copy -> row multiset
 	fmt.Printf("%-12s %8s  %-16s  %s\n", "COPY", "ROWS", "DIGEST", "CHECKSUM TABLE")
 	for _, s := range cfg.Sites {
 		name, dsn, _ := strings.Cut(s, "=")
@@ -72,7 +73,8 @@ func runVerify(args []string) int {
 			return 1
 		}
 		fmt.Printf("%-12s %8d  %-16s  %s\n", "site "+name, len(rows), digest(rows), sum)
-		digests = append(digests, digest(rows))
+		digests, names = append(digests, digest(rows)), append(names, "site "+name)
+		sets["site "+name] = multiset(rows)
 	}
 	if len(cfg.CassandraHosts) > 0 {
 		rows, err := storeRows(ctx, cfg)
@@ -81,16 +83,48 @@ func runVerify(args []string) int {
 			return 1
 		}
 		fmt.Printf("%-12s %8d  %-16s\n", "store", len(rows), digest(rows))
-		digests = append(digests, digest(rows))
+		digests, names = append(digests, digest(rows)), append(names, "store")
+		sets["store"] = multiset(rows)
 	}
-	for _, d := range digests[1:] {
+	different := false
+	for i, d := range digests[1:] {
 		if d != digests[0] {
-			fmt.Println("DIFFERENT: the copies do not hold the same rows")
-			return 1
+			if !different {
+				fmt.Println("DIFFERENT: the copies do not hold the same rows")
+			}
+			different = true
+			lacks, extra := setDiff(sets[names[0]], sets[names[i+1]])
+			fmt.Printf("  %s vs %s: %d rows of %s not found as such, %d rows not in %s\n",
+				names[i+1], names[0], lacks, names[0], extra, names[0])
 		}
+	}
+	if different {
+		fmt.Printf("  repair a site with: music resync --site NAME --table %s.%s [--from store | --from-site NAME --peer NAME=DSN]\n", cfg.DB, cfg.Table)
+		return 1
 	}
 	fmt.Println("IDENTICAL: every copy holds the same rows")
 	return 0
+}
+
+// multiset counts each canonical row.
+func multiset(rows []string) map[string]int {
+	m := make(map[string]int, len(rows))
+	for _, r := range rows {
+		m[r]++
+	}
+	return m
+}
+
+// setDiff returns how many rows of a are not in b (missing or different there) and how
+// many rows of b are not in a (extra or different).
+func setDiff(a, b map[string]int) (lacks, extra int) {
+	for r, n := range a {
+		lacks += max(n-b[r], 0)
+	}
+	for r, n := range b {
+		extra += max(n-a[r], 0)
+	}
+	return lacks, extra
 }
 
 // digest hashes rows (each already a canonical text) independently of their order.
