@@ -398,15 +398,3 @@ func applyMux(reg *prometheus.Registry, workers []*apply.Worker, resyncs *resync
 	return mux
 }
 
-// statusLine formats one row of `music status`.
-func statusLine(s apply.OriginStatus, table string, t apply.TableStatus) string {
-	errText := t.LastError
-	if errText == "" && table == "-" {
-		errText = s.LastError
-	}
-	if len(errText) > 80 {
-		errText = errText[:77] + "..."
-	}
-	return strings.Join([]string{s.Local, s.Origin, table, "async", fmt.Sprint(t.LagMs), fmt.Sprint(s.Pending),
-		fmt.Sprint(t.Rows), fmt.Sprint(t.Conflicts), fmt.Sprint(t.Refused), errText}, "\t")
-}

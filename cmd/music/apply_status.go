@@ -18,18 +18,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/music-coord/music/apply"
+	"github.com/music-coord/music/capture"
 	"github.com/music-coord/music/internal/config"
 )
 
 type statusConfig struct {
-	Agents  []string `yaml:"agents"`   // apply agents' metrics addresses (host:port)
-	NATSURL string   `yaml:"nats_url"` // "" skips the stream view
+	Captures []string `yaml:"captures"` // capture agents' metrics addresses (host:port)
+	Agents   []string `yaml:"agents"`   // apply agents' metrics addresses (host:port)
+	NATSURL  string   `yaml:"nats_url"` // "" skips the stream view
 }
 
 func (c *statusConfig) Validate() error {
-	c.Agents = dedupe(c.Agents)
-	if len(c.Agents) == 0 && c.NATSURL == "" {
-		return errors.New("agents, nats_url: set at least one")
+	c.Agents, c.Captures = dedupe(c.Agents), dedupe(c.Captures)
+	if len(c.Agents) == 0 && len(c.Captures) == 0 && c.NATSURL == "" {
+		return errors.New("captures, agents, nats_url: set at least one")
 	}
 	return nil
 }
@@ -39,7 +41,8 @@ func (c *statusConfig) Validate() error {
 func runStatus(args []string) int {
 	cfg := &statusConfig{NATSURL: "nats://127.0.0.1:4222"}
 	fs := flag.NewFlagSet("music status", flag.ContinueOnError)
-	fs.String("config", "", "YAML config file (keys: agents, nats_url)")
+	fs.String("config", "", "YAML config file (keys: captures, agents, nats_url)")
+	fs.Var(listFlag{&cfg.Captures}, "captures", "capture agents' /status addresses host:port (comma-separated)")
 	fs.Var(listFlag{&cfg.Agents}, "agents", "apply agents' /status addresses host:port (comma-separated)")
 	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS URL for the stream view (empty: skip)")
 	if err := config.Parse(fs, args, cfg); err != nil {
@@ -50,6 +53,12 @@ func runStatus(args []string) int {
 		return 2
 	}
 	rc := 0
+	if len(cfg.Captures) > 0 {
+		if err := printCaptures(os.Stdout, cfg.Captures); err != nil {
+			fmt.Fprintln(os.Stderr, "music status:", err)
+			rc = 1
+		}
+	}
 	if len(cfg.Agents) > 0 {
 		if err := printAgents(os.Stdout, cfg.Agents); err != nil {
 			fmt.Fprintln(os.Stderr, "music status:", err)
@@ -65,9 +74,33 @@ func runStatus(args []string) int {
 	return rc
 }
 
+// printCaptures prints every capture agent's status: state, checkpoint, lag, last error,
+// stopped tables and snapshots. An agent that does not answer is an error, never "ok".
+func printCaptures(out io.Writer, addrs []string) error {
+	var errs []error
+	client := &http.Client{Timeout: 5 * time.Second}
+	fmt.Fprintln(out, "CAPTURE")
+	for _, a := range addrs {
+		var st capture.Status
+		resp, err := client.Get("http://" + a + "/status")
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(out, "  agent %s: not answering: %v\n", a, err)
+			errs = append(errs, fmt.Errorf("capture %s: %w", a, err))
+			continue
+		}
+		st.Format(out, "  ")
+	}
+	fmt.Fprintln(out)
+	return errors.Join(errs...)
+}
+
 func printAgents(out io.Writer, agents []string) error {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SITE\tORIGIN\tTABLE\tMODE\tLAG_MS\tPENDING\tCHANGES\tCONFLICTS\tREFUSED\tLAST_ERROR")
+	fmt.Fprintln(tw, "SITE\tORIGIN\tTABLE\tMODE\tSTATE\tLAG_MS\tPENDING\tCHANGES\tCONFLICTS\tREFUSED\tSKIPPED\tLAST_ERROR")
 	var errs []error
 	client := &http.Client{Timeout: 5 * time.Second}
 	for _, a := range agents {
@@ -78,7 +111,7 @@ func printAgents(out io.Writer, agents []string) error {
 			resp.Body.Close()
 		}
 		if err != nil {
-			fmt.Fprintf(tw, "?\t?\t-\t-\t-\t-\t-\t-\t-\tagent %s: %v\n", a, err)
+			fmt.Fprintf(tw, "?\t?\t-\t-\tdown\t-\t-\t-\t-\t-\t-\tagent %s: %v\n", a, err)
 			errs = append(errs, err)
 			continue
 		}
@@ -112,7 +145,7 @@ func printAgents(out io.Writer, agents []string) error {
 			if p.Done {
 				state = "done"
 			}
-			fmt.Fprintf(tw, "%s\tresync\t%s\t%s\t-\t-\t%d\t%d\t-\trows read %d, applied %d, since %s\n", a, t, state,
+			fmt.Fprintf(tw, "%s\tresync\t%s\t-\t%s\t-\t-\t%d\t%d\t-\t-\trows read %d, applied %d, since %s\n", a, t, state,
 				p.Rows, p.Conflicts, p.Rows, p.Applied, p.Started.Format(time.RFC3339))
 		}
 	}
@@ -160,4 +193,25 @@ func printStreams(out io.Writer, url string) error {
 		return err
 	}
 	return tw.Flush()
+}
+
+// statusLine is one table's row of the apply view. STATE is QUARANTINED (changes skipped
+// until a resync releases it), retrying (a change keeps failing) or ok; the error column
+// is the quarantine reason or the table's last error (cut at 120 characters).
+func statusLine(s apply.OriginStatus, table string, t apply.TableStatus) string {
+	state, errText := "ok", t.LastError
+	switch {
+	case t.Quarantined:
+		state, errText = "QUARANTINED", t.QuarantineReason
+	case t.Retrying:
+		state = "retrying"
+	}
+	if errText == "" && table == "-" {
+		errText = s.LastError
+	}
+	if len(errText) > 120 {
+		errText = errText[:117] + "..."
+	}
+	return strings.Join([]string{s.Local, s.Origin, table, "async", state, fmt.Sprint(t.LagMs), fmt.Sprint(s.Pending),
+		fmt.Sprint(t.Rows), fmt.Sprint(t.Conflicts), fmt.Sprint(t.Refused), fmt.Sprint(t.Skipped), errText}, "\t")
 }
