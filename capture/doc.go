@@ -7,14 +7,33 @@
 //
 // One binlog session (BinlogSyncer.StartSyncGTID with the tailer's own server_id, default
 // 1000000+domain_id) feeds a reader goroutine that assembles source transactions into
-// events; encoder goroutines turn them into JSON in parallel; a publisher sends them in
-// binlog order with PublishMsgAsync, at most Config.MaxInFlight unacknowledged; an acker
-// waits for the acknowledgements in order and advances the acknowledged position after
-// each complete transaction; a checkpointer stores that position in the state bucket every
+// events; encoder goroutines turn them into messages (JSON, see Messages) in parallel; a
+// publisher sends them in binlog order with PublishMsgAsync, at most Config.MaxInFlight
+// unacknowledged; an acker waits for the acknowledgements in order and advances the
+// acknowledged position after each complete transaction (every message of it
+// acknowledged); a checkpointer stores that position in the state bucket every
 // Config.CheckpointInterval and when the session ends. Any error ends the session; Run
 // starts a new one from the acknowledged position after an exponential backoff (100ms
-// doubling to Config.MaxBackoff). A purged binlog position is fatal: *PurgedError says how
-// to resnapshot.
+// doubling to Config.MaxBackoff). A purged binlog is fatal unless
+// Config.AutoSnapshotOnPurge (see Purged binlog).
+//
+// # Messages (the wire format, changeevent.DecodeMessage and changeevent.Joiner read it)
+//
+// A message body holds one or more encoded events of ONE source transaction (or one
+// snapshot chunk) and ONE subject, in binlog order, separated by '\n'. Consecutive events
+// of a transaction on one subject share a message, up to Config.MessageEvents (500) events
+// and Config.MessageBytes (256 KiB) of body; a transaction touching tables a, b, a gives
+// three messages. Nats-Msg-Id is the message id of the body's first event (below); header
+// changeevent.EventsHeader (Music-Events) is the event count. An event whose own encoding
+// is over Config.PartSize (changeevent.DefaultPartSize, 512 KiB) goes alone, cut by
+// changeevent.Split into part messages with Nats-Msg-Id changeevent.PartID(id, i) and
+// headers PartOfHeader=id, PartHeader=i, PartsHeader=n; a consumer joins them
+// (changeevent.Joiner) and decodes the whole. Per-event Transaction.Index/Total/Last are
+// unchanged by the grouping. The grouping is a function of the events and of
+// MessageEvents, MessageBytes, PartSize and MaxTxnBuffer (a streamed transaction is cut
+// every MaxTxnBuffer events), so a transaction re-published after a restart gets the same
+// messages and ids and the duplicate window drops them. Change these settings only with a
+// fresh stream, or accept duplicates.
 //
 // # Names (what apply needs)
 //
@@ -22,8 +41,9 @@
 //	              subjects changeevent.SiteSubjects(site) = music.cdc.<site>.>, file storage,
 //	              limits retention, duplicate window Config.DuplicateWindow (default 24h)
 //	subject       changeevent.Subject(site, db, table); DDL goes to its table's subject
-//	message id    changeevent.MsgID(site, gtid, row) (Nats-Msg-Id); snapshot rows use
-//	              <site>:snapshot:<db>.<table>:<start ms>:<row>
+//	message id    of an event: changeevent.MsgID(site, gtid, row); snapshot rows use
+//	              <site>:snapshot:<db>.<table>:<start ms>:<row>; a message's Nats-Msg-Id
+//	              is its first event's (see Messages)
 //	key           Event.Key: the primary key columns (all columns for a table without
 //	              one), from After for c/u/r and from Before for d; an update that
 //	              changes the key has the old key in Before
@@ -32,9 +52,9 @@
 //	              (SchemaHistory JSON) and "initial_snapshot"
 //	command       music capture --site a --domain-id 1 --dsn 'root@tcp(host:3306)/'
 //	              --nats-url nats://... [--include 'db.*'] [--initial-snapshot]
-//	              [--snapshot db.table] (or --config capture.yaml with the yaml keys
-//	              of Config plus metrics_addr and log); /metrics and /healthz on
-//	              --metrics-addr
+//	              [--snapshot db.table] [--auto-snapshot-on-purge] (or --config
+//	              capture.yaml with the yaml keys of Config plus metrics_addr and log);
+//	              /metrics, /healthz and /status (JSON of Status) on --metrics-addr
 //
 // # Guarantees and their limits
 //
@@ -61,7 +81,33 @@
 //     sequence numbers, e.g. from a replay into the site with the site's own domain),
 //     capture logs it, counts music_capture_errors_total{kind="gtid_position"} and resumes
 //     by file offset for the rest of the process's life. Only if that fails too is the
-//     position treated as purged.
+//     position treated as purged. The fallback is never taken for a position capture
+//     found purged itself (see Purged binlog).
+//   - Purged binlog: capture never moves its checkpoint past a transaction of its own
+//     domain that it did not publish. MariaDB does not always refuse a purged position:
+//     a checkpoint without a GTID of the domain (capture started before the site wrote
+//     anything of its own, or from "earliest") made it stream from the oldest binlog,
+//     silently skipping the purged transactions of the domain, and the checkpoint moved
+//     past them. So at the start of every session capture compares the checkpoint's own
+//     GTID with the oldest binlog file's Gtid_list (the domain's last GTID before it):
+//     if the binlog starts after a newer GTID of the domain, transactions were purged.
+//     And the session's first own-domain transaction must directly follow the checkpoint
+//     (its successor, or BINLOG_GTID_POS just before it is the checkpoint's GTID).
+//     Otherwise, and when the server refuses the position (error 1236, after the file
+//     offset fallback), Run returns a *PurgedError naming the GTID range that may be lost
+//     and the recovery (resnapshot every captured table); /healthz answers 503 with it,
+//     Status says stopped and Purged, music_capture_purged is 1. `music capture` logs it at
+//     error level and keeps serving /healthz, /status and /metrics until SIGTERM, then
+//     exits 1 (without --metrics-addr it exits 1 at once). With auto_snapshot_on_purge
+//     capture instead logs the error, counts music_capture_purge_resnapshots_total,
+//     moves the checkpoint to the binlog's current end, snapshots every captured table
+//     (tracked in the state bucket like the initial snapshot) and goes on. "earliest" as
+//     a start means the oldest binlog's start (its Gtid_list), so it is no purge.
+//   - Status: Capturer.Status (GET /status): state starting, running, retrying or stopped,
+//     checkpoint, lag, last error, stopped tables, snapshots, counts. After a failed
+//     session the state stays retrying (and /healthz 503) until a new session makes
+//     progress (a transaction acknowledged, or caught up with nothing unacknowledged);
+//     a lost NATS connection shows as retrying at once.
 //   - Loops: only transactions of Config.DomainID are published (apply replays other sites'
 //     changes with the origin's gtid_domain_id); transactions written with
 //     @@skip_replication=1 are dropped too unless DropSkipReplication is false. Apply flags
@@ -102,5 +148,6 @@
 // _table_lag_ms{db,table}, _checkpoint_info{position}, _checkpoint_timestamp_seconds,
 // _errors_total{kind}, _reconnects_total, _in_flight_events, _tables_without_pk,
 // _stopped_tables, _snapshot_rows{db,table,state}, _snapshot_rows_per_second,
-// _snapshot_eta_seconds. HealthHandler serves /healthz.
+// _snapshot_eta_seconds, _purged, _purge_resnapshots_total. HealthHandler serves
+// /healthz, StatusHandler /status.
 package capture

@@ -209,3 +209,71 @@ func TestGTIDPositionNotFound(t *testing.T) {
 		t.Errorf("errors{gtid_position} = %v, want 1", got)
 	}
 }
+
+// TestStatusRetrying: a capture whose publishes keep failing (here an event over the
+// server's max_payload, as with a part size above it) shows State retrying with the
+// error in /status and 503 on /healthz, never healthy in between.
+func TestStatusRetrying(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.exec("CREATE TABLE t (id INT PRIMARY KEY, b LONGBLOB)")
+	nc, _ := testenv.Connect(t, h.cfg.NATSURL)
+	maxPayload := int(nc.MaxPayload())
+	cfg := h.cfg
+	cfg.PartSize = 2 * maxPayload // parts over the server's max_payload
+	cfg.MaxBackoff = 200 * time.Millisecond
+	r := h.start(cfg)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if st := r.c.Status(); st.State != StateRunning {
+			return fmt.Errorf("state %s", st.State)
+		}
+		return nil
+	})
+	h.exec(fmt.Sprintf("INSERT INTO t VALUES (1, REPEAT('x', %d))", maxPayload+1024))
+	testenv.Eventually(t, 30*time.Second, func() error {
+		rec := httptest.NewRecorder()
+		StatusHandler(r.c).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+		var st Status
+		if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+			return err
+		}
+		if st.State != StateRetrying || !strings.Contains(st.LastError, "payload") || st.Reconnects < 2 {
+			return fmt.Errorf("status %+v", st)
+		}
+		t.Logf("status:\n%s", st)
+		return nil
+	})
+	// Sampled while sessions come and go: never healthy.
+	for range 20 {
+		rec := httptest.NewRecorder()
+		HealthHandler(r.c).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+		if rec.Code != 503 {
+			t.Fatalf("healthz %d %s while every publish fails", rec.Code, rec.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStatusRunning: /status of a streaming capture: running, the checkpoint, counts.
+func TestStatusRunning(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.exec("CREATE TABLE t (id INT PRIMARY KEY)")
+	r := h.start(h.cfg)
+	h.exec("INSERT INTO t VALUES (1),(2)", "INSERT INTO t VALUES (3)")
+	h.read(h.cfg.Stream, 3, 30*time.Second)
+	testenv.Eventually(t, 10*time.Second, func() error {
+		rec := httptest.NewRecorder()
+		StatusHandler(r.c).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+		var st Status
+		if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+			return err
+		}
+		if st.State != StateRunning || !st.Healthy() || st.PublishedEvents != 4 || st.PublishedTransactions != 3 ||
+			st.Position == "" || st.Position != st.Acked || st.File == "" || st.Site != h.cfg.Site {
+			return fmt.Errorf("status %s", rec.Body)
+		}
+		t.Logf("status:\n%s", st)
+		return nil
+	})
+}
