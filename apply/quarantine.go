@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/gocql/gocql"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 )
 
 // QuarantineSet is the set of quarantined tables ("db.table"): tables with a change that
@@ -26,7 +28,12 @@ type QuarantineSet struct {
 	tables map[string]Quarantine
 	// onChange is called (outside the lock) after every change, e.g. to refresh a gauge.
 	onChange []func()
+	kv       jetstream.KeyValue // where the set is kept (Persist); nil: memory only
+	log      *zap.Logger
 }
+
+// persistTimeout bounds one write of the set to its bucket.
+const persistTimeout = 10 * time.Second
 
 // Quarantine says why and since when a table is quarantined.
 type Quarantine struct {
@@ -38,36 +45,52 @@ type Quarantine struct {
 func NewQuarantineSet() *QuarantineSet { return &QuarantineSet{tables: map[string]Quarantine{}} }
 
 // Quarantine adds table with reason; it reports whether the table was not quarantined
-// before (an already quarantined table keeps its first reason).
+// before (an already quarantined table keeps its first reason). A persisted set
+// (Persist) writes it to its bucket too.
 func (q *QuarantineSet) Quarantine(table, reason string) bool {
-	q.mu.Lock()
-	_, had := q.tables[table]
-	if !had {
-		q.tables[table] = Quarantine{Reason: reason, Since: time.Now()}
+	why := &Quarantine{Reason: reason, Since: time.Now().UTC()}
+	if !q.set(table, why) {
+		return false
 	}
-	fs := q.onChange
-	q.mu.Unlock()
-	if !had {
-		for _, f := range fs {
-			f()
-		}
-	}
-	return !had
+	q.persist(table, why)
+	return true
 }
 
 // Release removes table from the set; it reports whether it was quarantined.
 func (q *QuarantineSet) Release(table string) bool {
+	had := q.set(table, nil)
+	q.persist(table, nil) // also when not held here: another process may have stored it
+	return had
+}
+
+// set adds (why != nil; a table already in keeps its first reason) or removes table and
+// reports whether the set changed; the change callbacks run outside the lock.
+func (q *QuarantineSet) set(table string, why *Quarantine) bool {
 	q.mu.Lock()
 	_, had := q.tables[table]
-	delete(q.tables, table)
+	changed := had != (why != nil)
+	if why != nil && !had {
+		q.tables[table] = *why
+	} else if why == nil {
+		delete(q.tables, table)
+	}
 	fs := q.onChange
 	q.mu.Unlock()
-	if had {
+	if changed {
 		for _, f := range fs {
 			f()
 		}
 	}
-	return had
+	return changed
+}
+
+func (q *QuarantineSet) persist(table string, why *Quarantine) {
+	q.mu.Lock()
+	kv, log := q.kv, q.log
+	q.mu.Unlock()
+	if err := q.store(kv, table, why); err != nil && log != nil {
+		log.Error("quarantine not stored: it will not survive a restart of this agent", zap.String("table", table), zap.Error(err))
+	}
 }
 
 // IsQuarantined reports whether table is quarantined.
