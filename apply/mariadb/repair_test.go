@@ -302,3 +302,38 @@ func TestRepairKeepsConcurrentNewerChanges(t *testing.T) {
 		t.Fatalf("after the repair with concurrent newer changes:\n got %s\nwant %s", got, strings.Join(want, " "))
 	}
 }
+
+// An application write at the repaired site that the reference does not have yet is
+// deleted or overwritten by the repair, and comes back when its own-stream record arrives.
+func TestRepairThenOwnStreamRestoresLocalWrites(t *testing.T) {
+	p := newPair(t)
+	ctx := context.Background()
+	x := applytest.NewOrigin("x", 7)
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	p.both(t, x.Txn(base, p.kv.Insert(applytest.Row(1, "ref")), p.kv.Insert(applytest.Row(2, "ref"))))
+	f := &fixture{sink: p.dstSink, db: p.dst, name: p.name, kv: p.kv}
+	ins := "INSERT INTO kv (id, v) VALUES (?, ?) ON DUPLICATE KEY UPDATE v=VALUES(v)"
+	g1 := localWrite(t, f, ins, 1, "local")
+	g3 := localWrite(t, f, ins, 3, "local")
+	if _, err := p.dstSink.Repair(ctx, p.peer, p.name, "kv", apply.RepairOptions{Batch: 10}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := rows(t, p.dst), "1=ref 2=ref"; got != want {
+		t.Fatalf("after the repair: %q, want %q", got, want)
+	}
+	now := time.Now().UnixMilli()
+	row := func(id int64, v string) changeevent.Row {
+		return changeevent.Row{"id": id, "v": v, "n": nil, "u": nil, "b": nil, "t": nil}
+	}
+	for _, tx := range []*apply.Txn{
+		ownTxn(t, g1, now, p.kv.Update(applytest.Row(1, "ref"), row(1, "local"))),
+		ownTxn(t, g3, now, p.kv.Insert(row(3, "local"))),
+	} {
+		if _, err := p.dstSink.Apply(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := rows(t, p.dst), "1=local 2=ref 3=local"; got != want {
+		t.Fatalf("after the own stream: %q, want %q", got, want)
+	}
+}
