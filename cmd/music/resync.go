@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/gocql/gocql"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -27,16 +28,21 @@ import (
 
 // resyncConfig is `music resync`: which tables of which site, and from where.
 type resyncConfig struct {
-	Site       string          `yaml:"site"`      // the site repaired (its MariaDB is mariadb.dsn)
-	Tables     []string        `yaml:"tables"`    // db.table
-	From       string          `yaml:"from"`      // "store" (default) or "site"
-	FromSite   string          `yaml:"from_site"` // the reference site when reading from a peer
-	Peers      []string        `yaml:"peers"`     // name=DSN of the sites that may be a reference
-	MariaDB    mariadb.Config  `yaml:"mariadb"`
-	Cassandra  applyCassandra  `yaml:"cassandra"`
-	Batch      int             `yaml:"batch"`       // rows per local transaction
-	KeepRecent time.Duration   `yaml:"keep_recent"` // local rows the reference lacks are kept if their version is this recent
-	Log        logging.Options `yaml:"log"`
+	Site       string         `yaml:"site"`      // the site repaired (its MariaDB is mariadb.dsn)
+	Tables     []string       `yaml:"tables"`    // db.table
+	From       string         `yaml:"from"`      // "store" (default) or "site"
+	FromSite   string         `yaml:"from_site"` // the reference site when reading from a peer
+	Peers      []string       `yaml:"peers"`     // name=DSN of the sites that may be a reference
+	MariaDB    mariadb.Config `yaml:"mariadb"`
+	Cassandra  applyCassandra `yaml:"cassandra"`
+	Batch      int            `yaml:"batch"`       // rows per local transaction
+	KeepRecent time.Duration  `yaml:"keep_recent"` // local rows the reference lacks are kept if their version is this recent
+	// NATSURL and QuarantineBucket: where the site's apply agent keeps its quarantined
+	// tables (apply.QuarantineSet.Persist); a repaired table is released there when its
+	// resync starts. Empty nats_url: no release.
+	NATSURL          string          `yaml:"nats_url"`
+	QuarantineBucket string          `yaml:"quarantine_bucket"`
+	Log              logging.Options `yaml:"log"`
 }
 
 func (c *resyncConfig) Validate() error {
@@ -89,6 +95,9 @@ func (c *resyncConfig) Validate() error {
 			return fmt.Errorf("peer: %q is not name=DSN", p)
 		}
 	}
+	if c.NATSURL != "" && c.QuarantineBucket == "" {
+		c.QuarantineBucket = "MUSIC_QUARANTINE_" + strings.ToUpper(changeevent.Token(c.Site))
+	}
 	return c.Log.Validate()
 }
 
@@ -108,7 +117,7 @@ func runResync(args []string) int {
 	cfg := &resyncConfig{From: "store", MariaDB: mariadb.Config{MetaSchema: "music"}, Batch: 500, KeepRecent: time.Minute,
 		Cassandra: applyCassandra{Keyspace: "music", Consistency: "LOCAL_QUORUM"}, Log: logging.DefaultOptions()}
 	fs := flag.NewFlagSet("music resync", flag.ContinueOnError)
-	fs.String("config", "", "YAML config file (keys: site, tables, from, from_site, peers, mariadb{dsn,meta_schema,batch_rows,max_conns}, cassandra{hosts,keyspace,consistency}, batch, keep_recent, log)")
+	fs.String("config", "", "YAML config file (keys: site, tables, from, from_site, peers, mariadb{dsn,meta_schema,batch_rows,max_conns}, cassandra{hosts,keyspace,consistency}, batch, keep_recent, nats_url, quarantine_bucket, log)")
 	fs.StringVar(&cfg.Site, "site", cfg.Site, "the site to repair")
 	fs.Var(listFlag{&cfg.Tables}, "table", "db.table to repair (repeatable, comma-separated)")
 	fs.StringVar(&cfg.From, "from", cfg.From, "reference: store (the MUSIC store) or site (a peer site, see --from-site)")
@@ -120,6 +129,8 @@ func runResync(args []string) int {
 	fs.StringVar(&cfg.Cassandra.Keyspace, "cassandra-keyspace", cfg.Cassandra.Keyspace, "MUSIC store keyspace")
 	fs.StringVar(&cfg.Cassandra.Consistency, "cassandra-consistency", cfg.Cassandra.Consistency, "read consistency level")
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "rows per local transaction")
+	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS URL of the site's apply agent, to release the table's quarantine (empty: none)")
+	fs.StringVar(&cfg.QuarantineBucket, "quarantine-bucket", cfg.QuarantineBucket, "JetStream KV bucket of the agent's quarantines (default MUSIC_QUARANTINE_<SITE>)")
 	fs.DurationVar(&cfg.KeepRecent, "keep-recent", cfg.KeepRecent, "keep local rows the reference lacks when their version is this recent (changes the reference cannot have yet); negative: none")
 	if code, ok := parseFlags("resync", fs, args, cfg); !ok {
 		return code
@@ -169,10 +180,35 @@ func resync(ctx context.Context, cfg *resyncConfig, out io.Writer, log *zap.Logg
 		}
 		ref = s
 	}
+	var quarantine jetstream.KeyValue
+	if cfg.NATSURL != "" {
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("music resync "+cfg.Site))
+		if err != nil {
+			return fmt.Errorf("connect to nats %s: %w", cfg.NATSURL, err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		if quarantine, err = js.KeyValue(ctx, cfg.QuarantineBucket); err != nil {
+			fmt.Fprintf(out, "no quarantine bucket %s (%v): nothing to release\n", cfg.QuarantineBucket, err)
+			quarantine = nil
+		}
+	}
 	var failed []string
 	for _, t := range cfg.Tables {
 		db, table, _ := strings.Cut(t, ".")
 		fmt.Fprintf(out, "resync %s.%s at site %s from %s\n", db, table, cfg.Site, from)
+		if quarantine != nil {
+			// Released first: changes arriving from now on apply again; the ones skipped
+			// while quarantined are what this resync repairs.
+			if err := apply.ReleaseStored(ctx, quarantine, t); err != nil {
+				fmt.Fprintf(out, "  FAILED: %v\n", err)
+				failed = append(failed, t)
+				continue
+			}
+		}
 		var last time.Time
 		p, err := apply.ResyncWith(ctx, ref, sink, db, table, apply.RepairOptions{Batch: cfg.Batch, KeepRecent: cfg.KeepRecent},
 			func(p apply.ResyncProgress) {

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/applytest"
 	"github.com/music-coord/music/apply/mariadb"
 	"github.com/music-coord/music/internal/logging"
@@ -79,6 +82,17 @@ func TestResyncCommandFromSite(t *testing.T) {
 	}
 	cfg := &resyncConfig{Site: "c", Tables: []string{name + ".kv"}, FromSite: "a", Peers: []string{"a=" + a.DSN("")},
 		MariaDB: mariadb.Config{DSN: c.DSN(""), MetaSchema: "music_test"}, Batch: 2, KeepRecent: -1, Log: logging.DefaultOptions()}
+	// The table is quarantined at the site's agent: the resync releases it.
+	_, js := testenv.Connect(t, testenv.NATS(t))
+	cfg.NATSURL, cfg.QuarantineBucket = testenv.NATS(t), testenv.Prefix(t)+"_Q"
+	bucket, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: cfg.QuarantineBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteKeyValue(context.Background(), cfg.QuarantineBucket) })
+	if _, err := bucket.Put(ctx, apply.QuarantineKey(name+".kv"), []byte(`{"table":"x"}`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +114,9 @@ func TestResyncCommandFromSite(t *testing.T) {
 	}
 	if sa != sc {
 		t.Fatalf("CHECKSUM TABLE a %s, c %s", sa, sc)
+	}
+	if _, err := bucket.Get(ctx, apply.QuarantineKey(name+".kv")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("quarantine after the resync: %v, want released", err)
 	}
 	if code := runVerify(verify); code != 0 {
 		t.Fatalf("music verify after the resync: exit %d, want 0 (IDENTICAL)", code)
