@@ -23,7 +23,8 @@
 // snapshot chunk) and ONE subject, in binlog order, separated by '\n'. Consecutive events
 // of a transaction on one subject share a message, up to Config.MessageEvents (500) events
 // and Config.MessageBytes (256 KiB) of body; a transaction touching tables a, b, a gives
-// three messages. Nats-Msg-Id is the message id of the body's first event (below); header
+// three messages. Nats-Msg-Id is the message id of the body's first event (below), plus
+// "+<n-1>" when the body holds n > 1 events, so the id names the whole range; header
 // changeevent.EventsHeader (Music-Events) is the event count. An event whose own encoding
 // is over Config.PartSize (changeevent.DefaultPartSize, 512 KiB) goes alone, cut by
 // changeevent.Split into part messages with Nats-Msg-Id changeevent.PartID(id, i) and
@@ -32,8 +33,10 @@
 // unchanged by the grouping. The grouping is a function of the events and of
 // MessageEvents, MessageBytes, PartSize and MaxTxnBuffer (a streamed transaction is cut
 // every MaxTxnBuffer events), so a transaction re-published after a restart gets the same
-// messages and ids and the duplicate window drops them. Change these settings only with a
-// fresh stream, or accept duplicates.
+// messages and ids and the duplicate window drops them. Should the grouping differ after a
+// restart (changed settings, an event encoded to another size), the ids differ too: the
+// messages are published again and apply drops the events it already holds, so nothing is
+// lost, only duplicated on the stream.
 //
 // # Names (what apply needs)
 //
@@ -43,7 +46,7 @@
 //	subject       changeevent.Subject(site, db, table); DDL goes to its table's subject
 //	message id    of an event: changeevent.MsgID(site, gtid, row); snapshot rows use
 //	              <site>:snapshot:<db>.<table>:<start ms>:<row>; a message's Nats-Msg-Id
-//	              is its first event's (see Messages)
+//	              is its first event's, plus "+<n-1>" for n > 1 events (see Messages)
 //	key           Event.Key: the primary key columns (all columns for a table without
 //	              one), from After for c/u/r and from Before for d; an update that
 //	              changes the key has the old key in Before

@@ -134,7 +134,7 @@ func (p *pipeline) encodeBatch(enc *changeevent.Encoder, b *batch) error {
 			return
 		}
 		msg := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
-		msg.Header[jetstream.MsgIDHeader] = []string{msgID(p.site, first)}
+		msg.Header[jetstream.MsgIDHeader] = []string{messageID(p.site, first, n)}
 		msg.Header[changeevent.EventsHeader] = []string{strconv.Itoa(n)}
 		b.msgs = append(b.msgs, msg)
 		b.bytes += len(body)
@@ -194,6 +194,20 @@ func (p *pipeline) encodeBatch(enc *changeevent.Encoder, b *batch) error {
 	}
 	flush()
 	return nil
+}
+
+// messageID is the id of a message of n events starting with first: the first event's id,
+// plus "+n-1" when the message holds more than one. Naming the whole range matters: if a
+// re-published transaction were grouped differently (another limit, or an event encoded
+// to another size), a message starting at the same event but holding more would otherwise
+// be dropped as a duplicate and its extra events lost. With the range in the id it is
+// published, and apply drops the events it already holds.
+func messageID(site string, first *changeevent.Event, n int) string {
+	id := msgID(site, first)
+	if n > 1 {
+		id += "+" + strconv.Itoa(n-1)
+	}
+	return id
 }
 
 // msgID is changeevent.MsgID (without fmt); snapshot rows use their snapshot id.

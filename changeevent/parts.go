@@ -109,8 +109,8 @@ func (j *Joiner) Pending() int { return len(j.open) }
 // snapshot) and one subject, in order, separated by '\n' (newline-delimited JSON; the
 // encoder never writes a raw newline inside an event). A body with one event is exactly
 // that event's JSON, so a consumer that reads one event per message reads the first
-// event of each. The message id is MsgID of the body's first event; EventsHeader carries
-// the event count.
+// event of each. The message id is MsgID of the body's first event, plus "+<n-1>" for a
+// body of n > 1 events; EventsHeader carries the event count.
 const EventsHeader = "Music-Events"
 
 // DecodeMessage decodes every event of a message body (see EventsHeader).

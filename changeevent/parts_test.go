@@ -67,8 +67,8 @@ func TestDecodeMessage(t *testing.T) {
 	var body []byte
 	for i := range 3 {
 		e := &Event{Op: OpCreate, After: Row{"id": int64(i)}, Key: Row{"id": int64(i)},
-			Columns: []Column{{Name: "id", Kind: KindInt, PK: true}},
-			Source:  Source{Name: "a", GTID: "1-1-5", Row: i, DB: "d", Table: "t"},
+			Columns:     []Column{{Name: "id", Kind: KindInt, PK: true}},
+			Source:      Source{Name: "a", GTID: "1-1-5", Row: i, DB: "d", Table: "t"},
 			Transaction: Transaction{ID: "1-1-5", Index: i, Total: 3, Last: i == 2}}
 		if i > 0 {
 			body = append(body, '\n')
@@ -97,4 +97,3 @@ func TestDecodeMessage(t *testing.T) {
 		t.Fatal("bad trailing event decoded")
 	}
 }
-
