@@ -25,6 +25,7 @@ import (
 	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/cassandra"
 	"github.com/music-coord/music/apply/mariadb"
+	"github.com/music-coord/music/changeevent"
 	"github.com/music-coord/music/internal/logging"
 	"github.com/music-coord/music/recipes/store"
 )
@@ -51,11 +52,14 @@ type applyConfig struct {
 	// StoreAllOrigins writes every origin's changes into the MUSIC store, not only the
 	// site's own (redundant: each site's agent writes its own changes, and Cassandra
 	// replicates them). Without follow_own every origin's changes go to the store anyway.
-	StoreAllOrigins bool            `yaml:"store_all_origins"`
-	Resync          []string        `yaml:"resync"`       // db.table to bring up to the MUSIC store's state at start
-	Join            bool            `yaml:"join"`         // resync every table the MUSIC store holds (a new or wiped site)
-	MetricsAddr     string          `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
-	Log             logging.Options `yaml:"log"`
+	StoreAllOrigins bool     `yaml:"store_all_origins"`
+	Resync          []string `yaml:"resync"` // db.table to bring up to the MUSIC store's state at start
+	Join            bool     `yaml:"join"`   // resync every table the MUSIC store holds (a new or wiped site)
+	// QuarantineBucket is the JetStream KV bucket where the agent keeps its quarantined
+	// tables (default MUSIC_QUARANTINE_<SITE>); music resync releases a table there.
+	QuarantineBucket string          `yaml:"quarantine_bucket"`
+	MetricsAddr      string          `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
+	Log              logging.Options `yaml:"log"`
 }
 
 func defaultApplyConfig() *applyConfig {
@@ -104,6 +108,9 @@ func (c *applyConfig) Validate() error {
 		if db, table, ok := strings.Cut(t, "."); !ok || db == "" || table == "" {
 			return fmt.Errorf("resync: %q is not db.table", t)
 		}
+	}
+	if c.QuarantineBucket == "" {
+		c.QuarantineBucket = "MUSIC_QUARANTINE_" + strings.ToUpper(changeevent.Token(c.Site))
 	}
 	for o := range c.Streams {
 		if !contains(c.Origins, o) && (o != c.Site || !c.FollowOwn) {
@@ -202,6 +209,10 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	quarantine, err := openQuarantine(ctx, js, cfg.QuarantineBucket, log)
+	if err != nil {
+		return err
+	}
 	var workers []*apply.Worker
 	follow := cfg.Origins
 	if cfg.FollowOwn {
@@ -209,7 +220,8 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	}
 	for _, o := range follow {
 		w, err := apply.NewWorker(js, apply.Config{Local: cfg.Site, Origin: o, Stream: cfg.Streams[o],
-			Workers: cfg.Workers, MaxInFlight: cfg.MaxInFlight, MaxAckPending: cfg.MaxAckPending, AckWait: cfg.AckWait},
+			Workers: cfg.Workers, MaxInFlight: cfg.MaxInFlight, MaxAckPending: cfg.MaxAckPending, AckWait: cfg.AckWait,
+			Quarantine: quarantine},
 			sinksFor(cfg, o, sinks), metrics, log)
 		if err != nil {
 			return err
@@ -234,12 +246,13 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 			_ = w.Run(ctx)
 		}()
 	}
+	for _, s := range sinks {
+		if db, ok := s.(*mariadb.Sink); ok {
+			wg.Go(func() { _ = db.NewSweeper(reg, streamHorizon(js, workers)).Run(ctx) })
+		}
+	}
 	if len(cfg.Resync) > 0 || cfg.Join {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runResyncs(ctx, cfg, sinks, resyncs, log)
-		}()
+		wg.Go(func() { runResyncs(ctx, cfg, sinks, quarantine, resyncs, log) })
 	}
 	wg.Wait()
 	return nil
@@ -272,7 +285,7 @@ func (r *resyncStatus) snapshot() map[string]apply.ResyncProgress {
 
 // runResyncs resyncs the configured tables (all of the store's with join) one after the
 // other into the local MariaDB, while the workers run.
-func runResyncs(ctx context.Context, cfg *applyConfig, sinks []apply.Sink, st *resyncStatus, log *zap.Logger) {
+func runResyncs(ctx context.Context, cfg *applyConfig, sinks []apply.Sink, quarantine *apply.QuarantineSet, st *resyncStatus, log *zap.Logger) {
 	db, store := sinks[0].(*mariadb.Sink), sinks[1].(*cassandra.Sink)
 	tables := cfg.Resync
 	if cfg.Join {
@@ -287,7 +300,7 @@ func runResyncs(ctx context.Context, cfg *applyConfig, sinks []apply.Sink, st *r
 	}
 	for _, t := range dedupe(tables) {
 		name, table, _ := strings.Cut(t, ".")
-		p, err := apply.Resync(ctx, store, db, name, table, 500, func(p apply.ResyncProgress) {
+		p, err := apply.ResyncWith(ctx, store, db, name, table, apply.RepairOptions{Quarantine: quarantine}, func(p apply.ResyncProgress) {
 			st.set(p)
 			log.Info("resync progress", zap.String("table", t), zap.Int("rows", p.Rows), zap.Int("applied", p.Applied),
 				zap.Int("conflicts", p.Conflicts), zap.Bool("done", p.Done))
@@ -398,3 +411,34 @@ func applyMux(reg *prometheus.Registry, workers []*apply.Worker, resyncs *resync
 	return mux
 }
 
+// openQuarantine binds the agent's quarantine set to its KV bucket (created if missing),
+// retrying while NATS does not answer: a quarantine forgotten at restart would let a
+// table's later changes apply on top of the ones skipped.
+func openQuarantine(ctx context.Context, js jetstream.JetStream, bucket string, log *zap.Logger) (*apply.QuarantineSet, error) {
+	backoff := time.Second
+	for {
+		q := apply.NewQuarantineSet()
+		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket,
+			Description: "MUSIC apply: quarantined tables (music resync releases them)"})
+		if err == nil {
+			err = q.Persist(ctx, kv, log)
+		}
+		if err == nil {
+			if t := q.Tables(); len(t) > 0 {
+				log.Warn("tables still quarantined: resync them (music resync)", zap.Strings("tables", t))
+			}
+			return q, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("quarantine bucket not available yet; retrying", zap.String("bucket", bucket), zap.Error(err),
+			zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
