@@ -110,11 +110,15 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 			_ = g.Wait()
 			return apply.Result{}, err
 		}
+		n := approxSize(args)
+		if size+n > maxBatchBytes {
+			flush() // a big row goes alone: Cassandra fails multi-row batches over 640 KiB
+		}
 		if batch == nil {
 			batch = s.session.NewBatch(gocql.UnloggedBatch).WithTimestamp(wt).WithContext(gctx)
 		}
 		batch.Query(stmt, args...)
-		if size += approxSize(args); len(batch.Entries) >= maxBatchRows || size >= maxBatchBytes {
+		if size += n; len(batch.Entries) >= maxBatchRows || size >= maxBatchBytes {
 			flush()
 		}
 	}
