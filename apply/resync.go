@@ -109,16 +109,20 @@ func ResyncWith(ctx context.Context, src Reference, dst Sink, db, table string, 
 	}
 	p.Phase = "copy"
 	err := src.Scan(ctx, db, table, opt.Batch, func(events []*changeevent.Event) error {
-		tx, err := NewResyncTxn(events)
+		// One transaction per run of rows with one version: a sink that stamps a whole
+		// transaction with Txn.Version (the MUSIC store) stamps each row with its own.
+		txns, err := NewSnapshotTxns(events)
 		if err != nil {
 			return err
 		}
-		res, err := dst.Apply(ctx, tx)
-		if err != nil {
-			return err
+		for _, tx := range txns {
+			res, err := dst.Apply(ctx, tx)
+			if err != nil {
+				return err
+			}
+			p.Applied, p.Duplicates, p.Conflicts = p.Applied+res.Applied, p.Duplicates+res.Duplicates, p.Conflicts+res.Conflicts
 		}
 		p.Rows += len(events)
-		p.Applied, p.Duplicates, p.Conflicts = p.Applied+res.Applied, p.Duplicates+res.Duplicates, p.Conflicts+res.Conflicts
 		if progress != nil {
 			progress(p)
 		}

@@ -28,8 +28,9 @@ import (
 
 // resyncConfig is `music resync`: which tables of which site, and from where.
 type resyncConfig struct {
-	Site       string         `yaml:"site"`      // the site repaired (its MariaDB is mariadb.dsn)
+	Site       string         `yaml:"site"`      // the site repaired (its MariaDB is mariadb.dsn), or whose agent writes the store (to: store)
 	Tables     []string       `yaml:"tables"`    // db.table
+	To         string         `yaml:"to"`        // "site" (default): the site's MariaDB; "store": the MUSIC store, from a site
 	From       string         `yaml:"from"`      // "store" (default) or "site"
 	FromSite   string         `yaml:"from_site"` // the reference site when reading from a peer
 	Peers      []string       `yaml:"peers"`     // name=DSN of the sites that may be a reference
@@ -50,18 +51,25 @@ func (c *resyncConfig) Validate() error {
 	if c.FromSite != "" {
 		c.From = "site"
 	}
+	toStore := c.To == "store"
 	switch {
+	case c.To != "" && c.To != "site" && !toStore:
+		return fmt.Errorf("to: %q is neither site nor store", c.To)
 	case c.Site == "":
 		return errors.New("site: must be set")
 	case len(c.Tables) == 0:
 		return errors.New("table: name at least one db.table")
-	case c.MariaDB.DSN == "":
+	case c.MariaDB.DSN == "" && !toStore:
 		return errors.New("mariadb.dsn: the site's MariaDB must be set")
 	case c.Batch < 1:
 		return errors.New("batch: must be positive")
+	case toStore && (c.From != "site" || len(c.Cassandra.Hosts) == 0):
+		return errors.New("to: store needs a reference site (--from-site, --peer) and cassandra.hosts")
 	}
-	if _, err := mysql.ParseDSN(c.MariaDB.DSN); err != nil {
-		return fmt.Errorf("mariadb.dsn: %v", err)
+	if c.MariaDB.DSN != "" {
+		if _, err := mysql.ParseDSN(c.MariaDB.DSN); err != nil {
+			return fmt.Errorf("mariadb.dsn: %v", err)
+		}
 	}
 	for _, t := range c.Tables {
 		if db, table, ok := strings.Cut(t, "."); !ok || db == "" || table == "" {
@@ -81,7 +89,7 @@ func (c *resyncConfig) Validate() error {
 		if c.FromSite == "" {
 			return errors.New("from_site: name the reference site")
 		}
-		if c.FromSite == c.Site {
+		if c.FromSite == c.Site && !toStore {
 			return fmt.Errorf("from_site: %q is the site being repaired", c.FromSite)
 		}
 		if c.peerDSN() == "" {
@@ -118,7 +126,8 @@ func runResync(args []string) int {
 		Cassandra: applyCassandra{Keyspace: "music", Consistency: "LOCAL_QUORUM"}, Log: logging.DefaultOptions()}
 	fs := flag.NewFlagSet("music resync", flag.ContinueOnError)
 	fs.String("config", "", "YAML config file (keys: site, tables, from, from_site, peers, mariadb{dsn,meta_schema,batch_rows,max_conns}, cassandra{hosts,keyspace,consistency}, batch, keep_recent, nats_url, quarantine_bucket, log)")
-	fs.StringVar(&cfg.Site, "site", cfg.Site, "the site to repair")
+	fs.StringVar(&cfg.Site, "site", cfg.Site, "the site to repair (with --to store: the site whose agent quarantined the table)")
+	fs.StringVar(&cfg.To, "to", "site", "what is repaired: site (the site's MariaDB) or store (the MUSIC store, from --from-site)")
 	fs.Var(listFlag{&cfg.Tables}, "table", "db.table to repair (repeatable, comma-separated)")
 	fs.StringVar(&cfg.From, "from", cfg.From, "reference: store (the MUSIC store) or site (a peer site, see --from-site)")
 	fs.StringVar(&cfg.FromSite, "from-site", cfg.FromSite, "reference site: read the rows from its MariaDB (needs --peer NAME=DSN)")
@@ -150,11 +159,16 @@ func runResync(args []string) int {
 }
 
 func resync(ctx context.Context, cfg *resyncConfig, out io.Writer, log *zap.Logger) error {
-	sink, err := mariadb.Open(ctx, cfg.MariaDB, log)
-	if err != nil {
-		return fmt.Errorf("site %s: %w", cfg.Site, err)
+	var sink apply.Sink
+	target := "site " + cfg.Site
+	if cfg.To != "store" {
+		db, err := mariadb.Open(ctx, cfg.MariaDB, log)
+		if err != nil {
+			return fmt.Errorf("site %s: %w", cfg.Site, err)
+		}
+		defer db.Close()
+		sink = db
 	}
-	defer sink.Close()
 	var ref apply.Reference
 	from := "the MUSIC store"
 	if cfg.From == "site" {
@@ -165,20 +179,21 @@ func resync(ctx context.Context, cfg *resyncConfig, out io.Writer, log *zap.Logg
 		defer peer.Close()
 		ref, from = peer, "site "+cfg.FromSite
 	} else {
-		cl := gocql.NewCluster(cfg.Cassandra.Hosts...)
-		_ = cl.Consistency.UnmarshalText([]byte(cfg.Cassandra.Consistency))
-		cl.Timeout, cl.ConnectTimeout = 20*time.Second, 10*time.Second
-		store.Tune(cl)
-		session, err := cl.CreateSession()
-		if err != nil {
-			return fmt.Errorf("cassandra %v: %w", cfg.Cassandra.Hosts, err)
-		}
-		defer session.Close()
-		s, err := cassandra.New(ctx, session, cassandra.Config{Keyspace: cfg.Cassandra.Keyspace}, log)
+		s, closeStore, err := openStore(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
+		defer closeStore()
 		ref = s
+	}
+	if cfg.To == "store" {
+		store, closeStore, err := openStore(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		sink, target = store, "the MUSIC store"
+		ref = stampUnversioned{ref, time.Now()}
 	}
 	var quarantine jetstream.KeyValue
 	if cfg.NATSURL != "" {
@@ -199,7 +214,7 @@ func resync(ctx context.Context, cfg *resyncConfig, out io.Writer, log *zap.Logg
 	var failed []string
 	for _, t := range cfg.Tables {
 		db, table, _ := strings.Cut(t, ".")
-		fmt.Fprintf(out, "resync %s.%s at site %s from %s\n", db, table, cfg.Site, from)
+		fmt.Fprintf(out, "resync %s.%s at %s from %s\n", db, table, target, from)
 		if quarantine != nil {
 			// Released first: changes arriving from now on apply again; the ones skipped
 			// while quarantined are what this resync repairs.
@@ -284,4 +299,43 @@ func streamHorizon(js jetstream.JetStream, workers []*apply.Worker) mariadb.Hori
 		}
 		return h, nil
 	}
+}
+
+// openStore opens the MUSIC store as the sink a resync writes (--to store).
+func openStore(ctx context.Context, cfg *resyncConfig, log *zap.Logger) (*cassandra.Sink, func(), error) {
+	cl := gocql.NewCluster(cfg.Cassandra.Hosts...)
+	_ = cl.Consistency.UnmarshalText([]byte(cfg.Cassandra.Consistency))
+	cl.Timeout, cl.ConnectTimeout = 20*time.Second, 10*time.Second
+	store.Tune(cl)
+	session, err := cl.CreateSession()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cassandra %v: %w", cfg.Cassandra.Hosts, err)
+	}
+	s, err := cassandra.New(ctx, session, cassandra.Config{Keyspace: cfg.Cassandra.Keyspace}, log)
+	if err != nil {
+		session.Close()
+		return nil, nil, err
+	}
+	return s, session.Close, nil
+}
+
+// stampUnversioned gives the reference site's rows that have no recorded version (written
+// there while MUSIC did not record them, e.g. while the table was quarantined) the time
+// the resync started, with the site's domain: the site's content is the truth as of then,
+// so it overwrites what the store holds of those rows, and any change committed later
+// still wins.
+type stampUnversioned struct {
+	apply.Reference
+	at time.Time
+}
+
+func (r stampUnversioned) Scan(ctx context.Context, db, table string, batch int, fn func([]*changeevent.Event) error) error {
+	return r.Reference.Scan(ctx, db, table, batch, func(events []*changeevent.Event) error {
+		for _, e := range events {
+			if e.Source.TsUs == 0 {
+				e.Source.TsUs, e.Source.TsMs = r.at.UnixMicro(), r.at.UnixMilli()
+			}
+		}
+		return fn(events)
+	})
 }
