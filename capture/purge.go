@@ -156,7 +156,9 @@ func (c *Capturer) checkCoverage(ctx context.Context, db *sql.DB, pos Position) 
 // checkGap verifies the session's first own-domain transaction g (whose GTID event starts
 // at file:off) directly follows the checkpoint's own GTID start (nil: none): either it is
 // start's successor, or the binlog's GTID state just before g has start as the domain's
-// last GTID. Otherwise transactions in between were purged: a *PurgedError.
+// last GTID, or the oldest binlog file still follows start (the transactions in between
+// are there but flagged skip_replication, which the dump filters). Otherwise transactions
+// in between were purged: a *PurgedError.
 func (c *Capturer) checkGap(ctx context.Context, db *sql.DB, start *GTID, g GTID, file string, off uint32) error {
 	if start != nil && (g.Seq <= start.Seq || g.Server == start.Server && g.Seq == start.Seq+1) {
 		return nil
@@ -170,6 +172,11 @@ func (c *Capturer) checkGap(ctx context.Context, db *sql.DB, start *GTID, g GTID
 	prev, ok := before[c.cfg.DomainID]
 	switch {
 	case start == nil && !ok, start != nil && ok && prev == *start:
+		return nil
+	case start != nil && c.checkCoverage(ctx, db, Position{c.cfg.DomainID: *start}) == nil:
+		// The binlog still holds everything after the checkpoint: what lies between are
+		// transactions of the domain the dump does not send (flagged skip_replication:
+		// apply's own-site writes, such as snapshot rows and repairs), not a purge.
 		return nil
 	}
 	pe := &PurgedError{Domain: c.cfg.DomainID, LostFrom: firstGTIDAfter(c.cfg.DomainID, start), FirstAvailable: g.String()}

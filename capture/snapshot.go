@@ -196,6 +196,15 @@ func (r *reader) flushSnapshot(ctx context.Context) error {
 	if g, ok := r.pos[r.c.cfg.DomainID]; ok {
 		gtid, server = g.String(), g.Server
 	}
+	// The chunk holds each row as it was at the snapshot's position, or at the reader's
+	// position for rows changed since (those are left out). Its version is the commit
+	// clock of the last transaction read: every transaction the reader reads later has a
+	// strictly later clock, so a change committed after this point always wins over the
+	// chunk's row at every site, however late capture reads it.
+	tsUs := r.clockUs
+	if tsUs == 0 {
+		tsUs = time.Now().UnixMicro()
+	}
 	subject := changeevent.Subject(r.c.cfg.Site, s.db, s.table)
 	b := &batch{}
 	for i, row := range ch.rows {
@@ -212,7 +221,7 @@ func (r *reader) flushSnapshot(ctx context.Context) error {
 		}
 		e := &changeevent.Event{Op: changeevent.OpRead, After: row, Key: key, Columns: s.columns,
 			Source: changeevent.Source{Version: Version, Connector: "mariadb", Name: r.c.cfg.Site, ServerID: server,
-				GTID: gtid, File: ch.file, Pos: ch.pos, Row: s.rowNo, TsMs: time.Now().UnixMilli(), DB: s.db, Table: s.table, Snapshot: flag},
+				GTID: gtid, File: ch.file, Pos: ch.pos, Row: s.rowNo, TsMs: tsUs / 1000, TsUs: tsUs, DB: s.db, Table: s.table, Snapshot: flag},
 			TsMs:        time.Now().UnixMilli(),
 			Transaction: changeevent.Transaction{ID: s.txnID, Index: s.rowNo}}
 		if v := r.schema.current[s.db+"."+s.table]; v != nil {
