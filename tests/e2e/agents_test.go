@@ -126,6 +126,12 @@ func (a *agent) signal(sig syscall.Signal) {
 }
 
 func (a *agent) kill() { a.signal(syscall.SIGKILL) }
+
+// logContains reports whether the agent's output so far contains s.
+func (a *agent) logContains(s string) bool {
+	raw, _ := os.ReadFile(a.log)
+	return bytes.Contains(raw, []byte(s))
+}
 func (a *agent) stop() { a.signal(syscall.SIGTERM) }
 
 func (a *agent) dumpLog() {
@@ -154,6 +160,9 @@ type siteAgents struct {
 	apply   *agent
 
 	captureCfg, applyCfg string // configuration files, written by startAll
+	// captureAddr, applyAddr: the agents' metrics and status addresses ("": none unless
+	// E2E_PPROF is set; see mirror.withStatusAddrs).
+	captureAddr, applyAddr string
 }
 
 // mirror is a MUSIC deployment for one test: a capture and an apply agent per site, with
@@ -237,7 +246,7 @@ max_backoff: 2s
 duplicate_window: 10m
 metrics_addr: "%s"
 log: {level: warn, format: console}
-`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, metricsAddr(26100+sa.site.Index))
+`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, or(sa.captureAddr, metricsAddr(26100+sa.site.Index)))
 }
 
 func (m *mirror) applyYAML(sa *siteAgents) string {
@@ -266,7 +275,7 @@ ack_wait: 30s
 metrics_addr: "%s"
 log: {level: %s, format: console}
 `, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn,
-		metricsAddr(26200+sa.site.Index), m.applyLog)
+		or(sa.applyAddr, metricsAddr(26200+sa.site.Index)), m.applyLog)
 }
 
 // metricsAddr is an agent's metrics address (with /debug/pprof/) when E2E_PPROF is set, for
@@ -276,6 +285,13 @@ func metricsAddr(port int) string {
 		return ""
 	}
 	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // startAll writes the agents' configuration files (from the mirror's settings as they are
