@@ -96,14 +96,15 @@ log "converged in $((SECONDS - t0))s after the writes stopped"
 "${verify[@]}"
 echo
 agents=$(for s in "${sites[@]}"; do printf "127.0.0.1:%d," "$((MUSIC_APPLY_PORT_BASE + $(site_index "$s")))"; done | sed 's/,$//')
+captures=$(for s in "${sites[@]}"; do printf "127.0.0.1:%d," "$((MUSIC_CAPTURE_PORT_BASE + $(site_index "$s")))"; done | sed 's/,$//')
 sleep 2.5 # the agents refresh their pending counts every 2 s
-"$bin" status --agents "$agents" --nats-url "$nats" || true
+"$bin" status --captures "$captures" --agents "$agents" --nats-url "$nats" || true
 
 cat <<MSG
 
 The topology and the agents keep running. Look around:
   make status                                   services and where they listen
-  bin/music status --agents $agents --nats-url $nats
+  bin/music status --captures $captures --agents $agents --nats-url $nats
   mariadb --no-defaults -h127.0.0.1 -P$(site_port "${sites[1]}") -uroot $DB   write at site ${sites[1]}, watch it reach the others
   $(printf "%q " "${verify[@]}")
   curl -s 127.0.0.1:$((MUSIC_CAPTURE_PORT_BASE + 1))/metrics | grep music_capture   capture metrics of site ${sites[0]}
