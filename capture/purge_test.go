@@ -106,8 +106,8 @@ func (h *harness) runPurged(cfg Config, lostFrom string) {
 // resnapshots the table and goes on.
 func TestPurgedBinlogStopsLoudly(t *testing.T) {
 	t.Parallel()
-	priv := newPrivateMariaDB(t, 7)
-	h := newHarnessAt(t, priv.site)
+	priv := testenv.NewPrivateMariaDB(t, "p", 7)
+	h := newHarnessAt(t, priv)
 	h.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	r := h.start(h.cfg)
 	h.exec("INSERT INTO t VALUES (1)")
@@ -153,8 +153,8 @@ func TestPurgedBinlogStopsLoudly(t *testing.T) {
 // oldest binlog, silently skipping the purged transactions of the domain.
 func TestPurgedBinlogNoOwnGTID(t *testing.T) {
 	t.Parallel()
-	priv := newPrivateMariaDB(t, 7)
-	h := newHarnessAt(t, priv.site)
+	priv := testenv.NewPrivateMariaDB(t, "p", 7)
+	h := newHarnessAt(t, priv)
 	h.exec("CREATE TABLE t (id INT PRIMARY KEY)")
 	cfg := h.cfg
 	cfg.DomainID = 8 // nothing of domain 8 in the binlog yet

@@ -114,7 +114,7 @@ func (t *schemaTracker) describe(ctx context.Context, db, table string) ([]chang
 		if err := rows.Scan(&name, &colType, &dataType, &nullable, &key); err != nil {
 			return nil, fmt.Errorf("describe %s.%s: %w", db, table, err)
 		}
-		cols = append(cols, changeevent.Column{Name: name, SQLType: colType, Kind: dataTypeKind(dataType, colType),
+		cols = append(cols, changeevent.Column{Name: name, SQLType: colType, Kind: changeevent.KindOf(dataType, colType),
 			Nullable: nullable == "YES", PK: key == "PRI"})
 	}
 	if err := rows.Err(); err != nil {
@@ -140,45 +140,6 @@ func (t *schemaTracker) describe(ctx context.Context, db, table string) ([]chang
 		}
 	}
 	return cols, nil
-}
-
-// dataTypeKind maps information_schema's DATA_TYPE to a kind.
-func dataTypeKind(dataType, colType string) changeevent.Kind {
-	unsigned := strings.Contains(colType, "unsigned")
-	switch dataType {
-	case "tinyint", "smallint", "mediumint", "int", "bigint":
-		if unsigned {
-			return changeevent.KindUint
-		}
-		return changeevent.KindInt
-	case "decimal":
-		return changeevent.KindDecimal
-	case "float":
-		return changeevent.KindFloat
-	case "double":
-		return changeevent.KindDouble
-	case "bit":
-		return changeevent.KindBit
-	case "year":
-		return changeevent.KindYear
-	case "date":
-		return changeevent.KindDate
-	case "time":
-		return changeevent.KindTime
-	case "datetime":
-		return changeevent.KindDateTime
-	case "timestamp":
-		return changeevent.KindTimestamp
-	case "enum":
-		return changeevent.KindEnum
-	case "set":
-		return changeevent.KindSet
-	case "json":
-		return changeevent.KindJSON
-	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
-		return changeevent.KindString
-	}
-	return changeevent.KindBytes
 }
 
 // refine returns the table map's columns with SQL types (and JSON) from the declared

@@ -418,38 +418,11 @@ func (c *Capturer) updateProgress(s *snapshotState, done, total int64) {
 func snapshotRow(s *snapshotState, raw []sql.RawBytes) (changeevent.Row, error) {
 	row := make(changeevent.Row, len(raw))
 	for i, col := range s.columns {
-		v, err := textToValue(col.Kind, raw[i])
+		v, err := changeevent.FromText(col.Kind, raw[i])
 		if err != nil {
 			return nil, &UnrepresentableError{DB: s.db, Table: s.table, Column: col.Name, Reason: err.Error()}
 		}
 		row[col.Name] = v
 	}
 	return row, nil
-}
-
-func textToValue(kind changeevent.Kind, b sql.RawBytes) (any, error) {
-	if b == nil {
-		return nil, nil
-	}
-	s := string(b)
-	switch kind {
-	case changeevent.KindInt, changeevent.KindYear:
-		return strconv.ParseInt(s, 10, 64)
-	case changeevent.KindUint:
-		return strconv.ParseUint(s, 10, 64)
-	case changeevent.KindBit:
-		var n uint64
-		for _, c := range b {
-			n = n<<8 | uint64(c)
-		}
-		return n, nil
-	case changeevent.KindFloat:
-		f, err := strconv.ParseFloat(s, 32)
-		return float32(f), err
-	case changeevent.KindDouble:
-		return strconv.ParseFloat(s, 64)
-	case changeevent.KindBytes:
-		return []byte(s), nil
-	}
-	return s, nil
 }

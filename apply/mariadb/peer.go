@@ -66,7 +66,7 @@ func (p *Peer) Columns(ctx context.Context, db, table string) ([]changeevent.Col
 		if err := rows.Scan(&name, &colType, &dataType, &nullable, &key); err != nil {
 			return nil, err
 		}
-		cols = append(cols, changeevent.Column{Name: name, SQLType: colType, Kind: kindOf(dataType, colType),
+		cols = append(cols, changeevent.Column{Name: name, SQLType: colType, Kind: changeevent.KindOf(dataType, colType),
 			Nullable: nullable == "YES", PK: key == "PRI"})
 	}
 	if err := rows.Err(); err != nil {
@@ -76,44 +76,6 @@ func (p *Peer) Columns(ctx context.Context, db, table string) ([]changeevent.Col
 		return nil, fmt.Errorf("%w: %s.%s does not exist at %s", apply.ErrRefused, db, table, p.name)
 	}
 	return cols, nil
-}
-
-// kindOf maps information_schema's DATA_TYPE to a kind, as capture does.
-func kindOf(dataType, colType string) changeevent.Kind {
-	switch dataType {
-	case "tinyint", "smallint", "mediumint", "int", "bigint":
-		if strings.Contains(colType, "unsigned") {
-			return changeevent.KindUint
-		}
-		return changeevent.KindInt
-	case "decimal":
-		return changeevent.KindDecimal
-	case "float":
-		return changeevent.KindFloat
-	case "double":
-		return changeevent.KindDouble
-	case "bit":
-		return changeevent.KindBit
-	case "year":
-		return changeevent.KindYear
-	case "date":
-		return changeevent.KindDate
-	case "time":
-		return changeevent.KindTime
-	case "datetime":
-		return changeevent.KindDateTime
-	case "timestamp":
-		return changeevent.KindTimestamp
-	case "enum":
-		return changeevent.KindEnum
-	case "set":
-		return changeevent.KindSet
-	case "json":
-		return changeevent.KindJSON
-	case "char", "varchar", "tinytext", "text", "mediumtext", "longtext":
-		return changeevent.KindString
-	}
-	return changeevent.KindBytes
 }
 
 // peerVersion is a row's version at the peer.
@@ -205,7 +167,7 @@ func (p *Peer) Scan(ctx context.Context, db, table string, batch int, fn func([]
 		}
 		after := changeevent.Row{}
 		for i, c := range cols {
-			v, err := textValue(c.Kind, raw[i])
+			v, err := changeevent.FromText(c.Kind, raw[i])
 			if err != nil {
 				return fmt.Errorf("%w: %s column %s at %s: %v", apply.ErrMalformed, name, c.Name, p.name, err)
 			}

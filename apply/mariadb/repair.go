@@ -536,7 +536,7 @@ func scanKey(rs *sql.Rows, pk []changeevent.Column) (string, changeevent.Row, er
 	}
 	row := changeevent.Row{}
 	for i, c := range pk {
-		v, err := textValue(c.Kind, raw[i])
+		v, err := changeevent.FromText(c.Kind, raw[i])
 		if err != nil {
 			return "", nil, fmt.Errorf("column %s: %w", c.Name, err)
 		}
@@ -544,33 +544,4 @@ func scanKey(rs *sql.Rows, pk []changeevent.Column) (string, changeevent.Row, er
 	}
 	text, err := apply.EncodeKey(pk, row)
 	return text, row, err
-}
-
-// textValue converts a value of MariaDB's text protocol (session time zone UTC) into the
-// event value of kind (see package changeevent).
-func textValue(kind changeevent.Kind, raw []byte) (any, error) {
-	if raw == nil {
-		return nil, nil
-	}
-	s := string(raw)
-	switch kind {
-	case changeevent.KindInt, changeevent.KindYear:
-		return strconv.ParseInt(s, 10, 64)
-	case changeevent.KindUint:
-		return strconv.ParseUint(s, 10, 64)
-	case changeevent.KindBit:
-		var n uint64
-		for _, b := range raw {
-			n = n<<8 | uint64(b)
-		}
-		return n, nil
-	case changeevent.KindFloat:
-		f, err := strconv.ParseFloat(s, 32)
-		return float32(f), err
-	case changeevent.KindDouble:
-		return strconv.ParseFloat(s, 64)
-	case changeevent.KindBytes:
-		return append([]byte{}, raw...), nil
-	}
-	return s, nil
 }

@@ -9,7 +9,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 dir=$1 port=$2 idx=$3
 mkdir -p "$dir"
 if [ ! -d "$dir/data/mysql" ]; then
-  mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
+  # Concurrent installs collide on temporary files: one at a time on this machine.
+  flock /tmp/music-mariadb-install.lock mariadb-install-db --no-defaults --datadir="$dir/data" --user=root \
     --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1 \
     || die "mariadb-install-db in $dir failed; see $dir/install.log"
 fi
