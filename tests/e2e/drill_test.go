@@ -109,16 +109,19 @@ func TestOperatorDrill(t *testing.T) {
 		d.exec(c, "INSERT INTO side VALUES (700, 7)") // committed while capture is down
 		purgeBinlogs(t, c)
 		cc.start()
-		// Loud: capture c is unhealthy, and the status names the purge and the way out.
+		// Loud: the status names the purge and the way out, and capture c is unhealthy.
+		var out string
 		testenv.Eventually(t, time.Minute, func() error {
-			if code := healthz(m.sites[2].captureAddr); code != http.StatusServiceUnavailable {
-				return fmt.Errorf("capture c /healthz answers %d", code)
+			if out = d.status(); !strings.Contains(out, "binlog purged") {
+				return fmt.Errorf("status does not tell of the purge:\n%s", out)
 			}
 			return nil
 		})
-		out := d.status()
-		if !strings.Contains(out, "purged") || !strings.Contains(out, "snapshot") {
-			t.Fatalf("status does not tell of the purge and the way out:\n%s", out)
+		if !strings.Contains(out, "snapshot") {
+			t.Fatalf("status does not say how to recover:\n%s", out)
+		}
+		if code := healthz(m.sites[2].captureAddr); code != http.StatusServiceUnavailable {
+			t.Fatalf("capture c /healthz answers %d after the purge", code)
 		}
 		t.Logf("music status with the purge:\n%s", out)
 		// The way out the error names: let capture snapshot what it may have lost.
