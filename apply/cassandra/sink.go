@@ -100,6 +100,15 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 		g.Go(func() error { return s.session.ExecuteBatch(b) })
 	}
 	for _, c := range final {
+		if emptyKey(c) {
+			if c.Image == nil {
+				continue // the store cannot hold such a row, so there is nothing to delete
+			}
+			_ = g.Wait()
+			return apply.Result{}, fmt.Errorf("%w: cassandra: %s.%s key %s: an empty primary key cannot be stored "+
+				"(Cassandra: key may not be empty); the row stays at the sites only", apply.ErrRefused,
+				c.Event.Source.DB, c.Event.Source.Table, c.Key)
+		}
 		t, err := s.ensureTable(gctx, c.Event.Source.DB, c.Event.Source.Table, c.Event.Columns)
 		if err != nil {
 			_ = g.Wait()
@@ -173,6 +182,26 @@ func lastChanges(tx *apply.Txn) ([]apply.RowChange, error) {
 		}
 	}
 	return out, nil
+}
+
+// emptyKey reports whether c's row has a one-column primary key whose value is empty (""
+// or no bytes): Cassandra refuses an empty partition key.
+func emptyKey(c apply.RowChange) bool {
+	pk := apply.PKColumns(c.Event.Columns)
+	if len(pk) != 1 {
+		return false
+	}
+	row := c.Image
+	if row == nil {
+		row = c.Event.Before
+	}
+	switch v := row[pk[0].Name].(type) {
+	case string:
+		return v == ""
+	case []byte:
+		return len(v) == 0
+	}
+	return false
 }
 
 // statement builds the INSERT of an image or the DELETE of a key.

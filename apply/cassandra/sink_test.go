@@ -2,6 +2,7 @@ package cassandra_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/big"
 	"sort"
@@ -15,6 +16,7 @@ import (
 	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/applytest"
 	"github.com/music-coord/music/apply/cassandra"
+	"github.com/music-coord/music/changeevent"
 	"github.com/music-coord/music/internal/testenv"
 )
 
@@ -126,4 +128,23 @@ func TestStoreDDL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("bad identifier = %v, want refused", err)
 	}
+}
+
+// TestStoreRefusesEmptyKey: a row whose one-column key is empty cannot be stored
+// (Cassandra: key may not be empty): its insert is refused, so the worker quarantines the
+// table instead of retrying, and its delete, which has nothing to remove, succeeds.
+func TestStoreRefusesEmptyKey(t *testing.T) {
+	s, _, _ := newSink(t)
+	tbl := applytest.Table{DB: "d", Name: "poison", Columns: []changeevent.Column{
+		{Name: "k", Kind: changeevent.KindBytes, SQLType: "varbinary(16)", PK: true},
+		{Name: "v", Kind: changeevent.KindInt, SQLType: "int(11)"},
+	}}
+	o := applytest.NewOrigin("a", 1)
+	row := changeevent.Row{"k": []byte{}, "v": int64(1)}
+	_, err := s.Apply(context.Background(), o.Txn(1000, tbl.Insert(row)))
+	if !errors.Is(err, apply.ErrRefused) || !strings.Contains(err.Error(), "empty primary key") {
+		t.Fatalf("insert of an empty key: got %v, want a refusal naming the empty key", err)
+	}
+	mustApply(t, s, o.Txn(2000, tbl.Delete(row)))
+	mustApply(t, s, o.Txn(3000, tbl.Insert(changeevent.Row{"k": []byte("ok"), "v": int64(2)})))
 }
