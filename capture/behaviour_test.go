@@ -257,7 +257,7 @@ func TestCommitClockIncreases(t *testing.T) {
 	}
 	before := time.Now().Add(-time.Second).UnixMicro()
 	h.exec(stmts...)
-	events := rowEvents(h.read(h.cfg.Stream, len(stmts), 30*time.Second))
+	events := h.readRows(h.cfg.Stream, len(stmts), 30*time.Second)
 	if len(events) != len(stmts) {
 		t.Fatalf("got %d row events, want %d", len(events), len(stmts))
 	}

@@ -194,6 +194,14 @@ func (c *Capturer) Run(ctx context.Context) error {
 			c.log.Error("capture stopped: binlog purged", zap.Error(err))
 			return err
 		}
+		var pe *PublishError
+		if errors.As(err, &pe) {
+			if g, perr := ParseGTID(pe.GTID); perr == nil && g.Domain == c.cfg.DomainID {
+				c.mu.Lock()
+				c.st.failedAt = &g
+				c.mu.Unlock()
+			}
+		}
 		c.failed(fmt.Errorf("capture: reconnecting: %w", err), StateRetrying)
 		c.m.Reconnects.Inc()
 		c.st.reconnects.Add(1)

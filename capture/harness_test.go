@@ -151,6 +151,24 @@ func (h *harness) read(stream string, want int, timeout time.Duration) []*change
 	return out
 }
 
+// readRows is read counting row events only (a DDL event of a table created before
+// capture started may or may not be in the stream).
+func (h *harness) readRows(stream string, want int, timeout time.Duration) []*changeevent.Event {
+	h.t.Helper()
+	var out []*changeevent.Event
+	testenv.Eventually(h.t, timeout, func() error {
+		events, _, err := h.readStream(stream)
+		if err != nil {
+			return err
+		}
+		if out = rowEvents(events); len(out) < want {
+			return fmt.Errorf("stream %s has %d row events, want %d", stream, len(out), want)
+		}
+		return nil
+	})
+	return out
+}
+
 // streamEvents is the number of events in the harness's stream (0 if unreadable).
 func (h *harness) streamEvents() int {
 	events, _, err := h.readStream(h.cfg.Stream)

@@ -54,6 +54,7 @@ type pipeline struct {
 }
 
 type ackItem struct {
+	gtid   string // of the batch's events
 	futs   []jetstream.PubAckFuture
 	ops    map[changeevent.Op]int
 	bytes  int
@@ -232,6 +233,9 @@ func (p *pipeline) publish(ctx context.Context) error {
 			return b.err
 		}
 		item := ackItem{endPos: b.endPos, bytes: b.bytes, txns: b.txns, weight: b.weight, events: len(b.events)}
+		if len(b.events) > 0 {
+			item.gtid = b.events[0].Source.GTID
+		}
 		if len(b.msgs) > 0 {
 			item.futs = make([]jetstream.PubAckFuture, 0, len(b.msgs))
 			item.ops = map[changeevent.Op]int{}
@@ -243,8 +247,8 @@ func (p *pipeline) publish(ctx context.Context) error {
 			fut, err := p.js.PublishMsgAsync(msg, stallWait)
 			if err != nil {
 				p.m.Errors.WithLabelValues("publish").Inc()
-				return fmt.Errorf("publish %s (%d bytes) to %s: %w", msg.Header.Get(jetstream.MsgIDHeader),
-					len(msg.Data), msg.Subject, err)
+				return &PublishError{GTID: item.gtid, Err: fmt.Errorf("publish %s (%d bytes) to %s: %w",
+					msg.Header.Get(jetstream.MsgIDHeader), len(msg.Data), msg.Subject, err)}
 			}
 			item.futs = append(item.futs, fut)
 		}
@@ -259,6 +263,17 @@ func (p *pipeline) publish(ctx context.Context) error {
 	return nil
 }
 
+// PublishError is a publish that JetStream refused or did not acknowledge, with the GTID
+// of the transaction (or snapshot position) it belongs to: the status stays "retrying"
+// until capture's acknowledged position passes it.
+type PublishError struct {
+	GTID string
+	Err  error
+}
+
+func (e *PublishError) Error() string { return e.Err.Error() }
+func (e *PublishError) Unwrap() error { return e.Err }
+
 // ack waits for acknowledgements in order and advances the acknowledged position.
 func (p *pipeline) ack(ctx context.Context) error {
 	for item := range p.acks {
@@ -267,7 +282,7 @@ func (p *pipeline) ack(ctx context.Context) error {
 			case <-fut.Ok():
 			case err := <-fut.Err():
 				p.m.Errors.WithLabelValues("publish").Inc()
-				return fmt.Errorf("publish %s: %w", fut.Msg().Header.Get(jetstream.MsgIDHeader), err)
+				return &PublishError{GTID: item.gtid, Err: fmt.Errorf("publish %s: %w", fut.Msg().Header.Get(jetstream.MsgIDHeader), err)}
 			case <-ctx.Done():
 				return ctx.Err()
 			}

@@ -136,6 +136,7 @@ type statusState struct {
 	reconnects  atomic.Int64
 	inFlight    atomic.Int64
 	natsDownErr error
+	failedAt    *GTID // own-domain transaction whose publish failed last (PublishError)
 }
 
 // Status returns the capturer's status.
@@ -201,6 +202,15 @@ func (c *Capturer) progressed() {
 	defer c.mu.Unlock()
 	if c.st.state == StateStopped || c.st.purged || c.st.natsDownErr != nil {
 		return
+	}
+	if f := c.st.failedAt; f != nil {
+		// A publish failed at f: only an acknowledged position past it is progress (the
+		// other transactions a new session re-reads before it are not).
+		p := c.acked.Load()
+		if p == nil || p.Pos[f.Domain].Seq < f.Seq {
+			return
+		}
+		c.st.failedAt = nil
 	}
 	c.st.state, c.st.lastErr, c.st.lastErrAt, c.health = StateRunning, "", time.Time{}, nil
 }
