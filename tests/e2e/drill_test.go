@@ -44,7 +44,14 @@ func TestOperatorDrill(t *testing.T) {
 		// Past capture's transaction buffer (10,000 events), and far past one message.
 		d.exec(a, "INSERT INTO big SELECT seq, CONCAT('r', seq) FROM seq_1_to_10001")
 		d.exec(a, "INSERT INTO big SELECT seq + 100000, CONCAT('s', seq) FROM seq_1_to_25000")
+		// Agents killed while the big transactions travel: capture a re-publishes from its
+		// checkpoint, apply b gets them again; nothing twice, nothing lost.
+		m.sites[0].capture.kill()
+		m.sites[1].apply.kill()
 		d.exec(a, "UPDATE big SET v = CONCAT(v, '+')")
+		time.Sleep(time.Second)
+		m.sites[0].capture.start()
+		m.sites[1].apply.start()
 		d.identical(t, "big", 35001)
 		d.statusClean(t)
 	})
