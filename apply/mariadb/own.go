@@ -71,6 +71,7 @@ func (s *Sink) applyOwn(ctx context.Context, tx *sql.Tx, t *apply.Txn, p *plan, 
 		default:
 			recs[k] = record{localPos: st.localPos, repair: st.repair && seq <= st.localPos, winner: st.winner}
 		}
+		s.lostInsert(k, p, st, in.v.Compare(st.version) > 0)
 		s.trace("own", k, p, st, zap.Bool("candidate", candidates[k]), zap.Bool("rewrite", rewrite[k]),
 			zap.Bool("restore", restore[k].gtid != ""))
 	}
@@ -321,6 +322,9 @@ func hashQuery(c apply.RowChange, i int, lock bool) (string, []any, error) {
 			where = append(where, q+"=?")
 			args = append(args, sqlValue(col.Kind, img[col.Name]))
 		}
+	}
+	if len(where) == 0 {
+		where = []string{"1"} // a sequence: its one row
 	}
 	q := "(SELECT " + strconv.Itoa(i) + ", UNHEX(MD5(CONCAT_WS(',', " + strings.Join(cols, ", ") + "))) FROM " + table +
 		" WHERE " + strings.Join(where, " AND ")

@@ -91,8 +91,8 @@ func TestSessionStateNeverLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("a created table")
-	if _, err := sink.EnsureTable(ctx, f.name, "bad", []changeevent.Column{{Name: "id", Kind: changeevent.KindInt, SQLType: "int(11)"}}); err == nil {
-		t.Fatal("table without a primary key created")
+	if _, err := sink.EnsureTable(ctx, f.name, "bad", []changeevent.Column{{Name: "id", Kind: changeevent.KindInt, SQLType: "int(11)) x (", PK: true}}); err == nil {
+		t.Fatal("table with a bad column type created")
 	}
 	// A replay that succeeds leaves nothing either.
 	if res, err := sink.Apply(ctx, x.Txn(1005, f.kv.Insert(applytest.Row(5, "e")))); err != nil || res.Applied != 1 {

@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/music-coord/music/apply"
+	"github.com/music-coord/music/changeevent"
 )
 
 // Config configures the sink.
@@ -36,6 +38,10 @@ type Sink struct {
 	batch  int
 	log    *zap.Logger
 	domain uint32 // the local gtid_domain_id
+
+	tables      tableInfoCache         // foreign keys and triggers per table, see fk.go
+	lostInserts *prometheus.CounterVec // music_apply_lost_inserts_total{db,table}
+	unguarded   *prometheus.CounterVec // music_apply_unguarded_triggers_total{db,table}
 }
 
 var _ apply.Sink = (*Sink)(nil)
@@ -74,12 +80,23 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 	}
 	db.SetMaxOpenConns(cfg.MaxConns)
 	db.SetMaxIdleConns(cfg.MaxConns)
-	s := &Sink{cfg: cfg, reset: resetSession(mc.Params), db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb"))}
+	s := &Sink{cfg: cfg, reset: resetSession(mc.Params), db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb")),
+		lostInserts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_lost_inserts_total",
+			Help: "Inserts of different rows at different sites that collided on one key: the older insert is lost (see AUTO_INCREMENT in OPERATIONS.md)."},
+			[]string{"db", "table"}),
+		unguarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_unguarded_triggers_total",
+			Help: "Triggers of mirrored tables that do not test @@skip_replication: they fire again for replayed rows."},
+			[]string{"db", "table"})}
 	if err := s.createMeta(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// Collectors returns the sink's metrics, for registration.
+func (s *Sink) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{s.lostInserts, s.unguarded}
 }
 
 // Name is "mariadb".
@@ -127,6 +144,8 @@ const (
 	errDeadlock       = 1213
 	errLockWait       = 1205
 	errGTIDOutOfOrder = 1950
+	errRowReferenced  = 1451 // a parent row still has children (foreign_key_checks=1)
+	errNoParent       = 1452 // a child row without its parent (foreign_key_checks=1)
 )
 
 func errNumber(err error) uint16 {
@@ -140,13 +159,18 @@ func errNumber(err error) uint16 {
 // Apply replays tx in one local transaction; see the package documentation.
 func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 	if tx.IsDDL() {
+		s.tables.forget() // foreign keys and triggers may have changed
 		return s.applyDDL(ctx, tx)
 	}
 	p, err := newPlan(tx)
 	if err != nil {
 		return apply.Result{}, err
 	}
+	if p.fk, err = s.engineEffects(ctx, tx); err != nil {
+		return apply.Result{}, err
+	}
 	useSeq := true
+	fkRetries := 0
 	for attempt := 0; ; attempt++ {
 		res, err := s.applyOnce(ctx, tx, p, useSeq)
 		switch n := errNumber(err); {
@@ -156,6 +180,19 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 			s.log.Warn("server refused the origin gtid_seq_no; replaying with a server-chosen one",
 				zap.String("gtid", tx.ID), zap.Error(err))
 			useSeq = false
+		case (n == errRowReferenced || n == errNoParent) && p.fk:
+			// Transactions on disjoint rows run in parallel, so a child may come before its
+			// parent (or a parent's delete before its children's): wait for the other
+			// transaction. If it does not come, replay without checks, as before.
+			if fkRetries++; fkRetries > 20 {
+				s.log.Warn("foreign key error persists; replaying without foreign key checks (no cascades for this transaction)",
+					zap.String("gtid", tx.ID), zap.Error(err))
+				p.fk = false
+				continue
+			}
+			if err := apply.Sleep(ctx, time.Duration(min(fkRetries, 10))*50*time.Millisecond); err != nil {
+				return apply.Result{}, err
+			}
 		case (n == errDeadlock || n == errLockWait || errors.Is(err, errVersionRace)) && attempt < 8:
 			if err := apply.Sleep(ctx, time.Duration(attempt+1)*20*time.Millisecond); err != nil {
 				return apply.Result{}, err
@@ -171,16 +208,23 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 // skip_replication (capture asks the server not to send flagged transactions, so the local
 // capture never reads replays), no foreign key checks, UTC. withSession restores the
 // defaults afterwards.
-func replaySetup(tx *apply.Txn, useSeq bool) string {
+func replaySetup(tx *apply.Txn, useSeq bool) string { return replaySetupFK(tx, useSeq, false) }
+
+// replaySetupFK is replaySetup, with foreign_key_checks=1 if fk (see engine.go).
+func replaySetupFK(tx *apply.Txn, useSeq, fk bool) string {
 	// gtid_seq_no is always set (0 lets the server choose).
-	if tx.Resync || tx.Own {
-		return localReplay
+	set := localReplay
+	if !tx.Resync && !tx.Own {
+		seq := uint64(0)
+		if useSeq {
+			seq = tx.GTID.Seq
+		}
+		set = replaySession + fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
 	}
-	seq := uint64(0)
-	if useSeq {
-		seq = tx.GTID.Seq
+	if fk {
+		set += ", foreign_key_checks=1" // the later assignment wins: InnoDB performs cascades
 	}
-	return replaySession + fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
+	return set
 }
 
 // metaKey identifies a row in row_versions.
@@ -226,6 +270,8 @@ type plan struct {
 	deleted map[metaKey]bool    // the row's state after the transaction
 	ver     map[metaKey]version // the version each key gets
 	last    map[metaKey]apply.RowChange
+	multi   []*changeevent.Event // changes of tables without a primary key, see multiset.go
+	fk      bool                 // a table has foreign keys: replay with foreign_key_checks=1
 }
 
 // version is a change's version and where it comes from.
@@ -239,7 +285,11 @@ func newPlan(tx *apply.Txn) (*plan, error) {
 		last: map[metaKey]apply.RowChange{}}
 	txv := version{tx.Version, tx.Origin, tx.ID}
 	for _, e := range tx.Events {
-		cs, err := apply.Changes(e)
+		if IsMultiset(e) {
+			p.multi = append(p.multi, e)
+			continue
+		}
+		cs, err := rowChanges(e)
 		if err != nil {
 			return nil, err
 		}
@@ -266,7 +316,7 @@ func newPlan(tx *apply.Txn) (*plan, error) {
 }
 
 func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq bool) (res apply.Result, err error) {
-	err = s.withSession(ctx, replaySetup(tx, useSeq), false, func(conn *sql.Conn) error {
+	err = s.withSession(ctx, replaySetupFK(tx, useSeq, p.fk), false, func(conn *sql.Conn) error {
 		var err error
 		res, err = s.inTx(ctx, conn, func(sqlTx *sql.Tx) (apply.Result, error) { return s.applyTx(ctx, sqlTx, tx, p) })
 		return err
@@ -295,7 +345,10 @@ func (s *Sink) applyTx(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn, p *pla
 		return res, err
 	}
 	if tx.Own {
-		return s.applyOwn(ctx, sqlTx, tx, p, current)
+		if res, err = s.applyOwn(ctx, sqlTx, tx, p, current); err != nil {
+			return res, err
+		}
+		return res, s.applyMultiset(ctx, sqlTx, tx, p, &res)
 	}
 	win := map[metaKey]bool{}
 	for _, k := range p.keys {
@@ -313,6 +366,7 @@ func (s *Sink) applyTx(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn, p *pla
 				zap.String("winner_origin", st.origin), zap.String("winner_gtid", st.gtid),
 				zap.Stringer("winner_version", st.version))
 		}
+		s.lostInsert(k, p, st, win[k])
 		s.trace("remote", k, p, st, zap.Bool("win", win[k]))
 	}
 	if len(win) > 0 {
@@ -329,7 +383,31 @@ func (s *Sink) applyTx(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn, p *pla
 			return res, err
 		}
 	}
-	return res, nil
+	return res, s.applyMultiset(ctx, sqlTx, tx, p, &res)
+}
+
+// lostInsert logs and counts an insert that collided with a different row another site
+// inserted under the same key (typically AUTO_INCREMENT ids without per-site
+// auto_increment_increment/offset): last writer wins keeps one of them, the other insert
+// is lost everywhere. in is the change for k; won tells which one survives.
+func (s *Sink) lostInsert(k metaKey, p *plan, st stored, won bool) {
+	c, ok := p.last[k]
+	if !ok || c.Event.Op != changeevent.OpCreate || st.absent || st.deleted || st.origin == "" || st.origin == p.ver[k].origin {
+		return
+	}
+	if p.ver[k].v.Compare(st.version) == 0 {
+		return
+	}
+	lost, kept := p.ver[k], version{st.version, st.origin, st.gtid}
+	if won {
+		lost, kept = kept, lost
+	}
+	s.lostInserts.WithLabelValues(k.db, k.table).Inc()
+	s.log.Error("lost insert: two different inserts at two sites collided on one key; the older one is lost at every site",
+		zap.String("db", k.db), zap.String("table", k.table), zap.String("key", p.text[k]),
+		zap.String("lost_origin", lost.origin), zap.String("lost_gtid", lost.gtid), zap.Stringer("lost_version", lost.v),
+		zap.String("kept_origin", kept.origin), zap.String("kept_gtid", kept.gtid), zap.Stringer("kept_version", kept.v),
+		zap.String("hint", "give every site auto_increment_increment >= the number of sites and its own auto_increment_offset"))
 }
 
 // remoteRecords notes, for rows a non-own change just wrote, the local binlog position

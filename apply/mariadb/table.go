@@ -52,11 +52,14 @@ func (s *Sink) EnsureTable(ctx context.Context, db, table string, cols []changee
 			pk = append(pk, q)
 		}
 	}
-	if len(pk) == 0 {
-		return false, fmt.Errorf("%w: %s has no primary key", apply.ErrRefused, name)
-	}
 	dbq, _ := quote(db)
-	stmt := "CREATE TABLE IF NOT EXISTS " + name + " (" + strings.Join(defs, ", ") + ", PRIMARY KEY (" + strings.Join(pk, ", ") + ")) ENGINE=InnoDB"
+	if len(pk) > 0 { // else a table without primary key (a multiset, see multiset.go)
+		defs = append(defs, "PRIMARY KEY ("+strings.Join(pk, ", ")+")")
+	}
+	stmt := "CREATE TABLE IF NOT EXISTS " + name + " (" + strings.Join(defs, ", ") + ") ENGINE=InnoDB"
+	if IsSequence(cols) {
+		stmt = "CREATE SEQUENCE IF NOT EXISTS " + name
+	}
 	err = s.withSession(ctx, outsideBinlog, false, func(conn *sql.Conn) error {
 		for _, q := range []string{"CREATE DATABASE IF NOT EXISTS " + dbq, stmt} {
 			if _, err := conn.ExecContext(ctx, q); err != nil {
