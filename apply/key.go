@@ -60,7 +60,13 @@ func PKColumns(cols []changeevent.Column) []changeevent.Column {
 }
 
 // EncodeKey encodes the primary key values of row canonically, the same at every site:
-// a JSON-like array of integers, floats, quoted strings and 0x-hex bytes.
+// a JSON-like array of integers, floats, quoted strings, 0x-hex bytes and w-hex collation
+// weights. Text key columns are encoded by their collation's identity
+// (changeevent.CollationKey): values MariaDB holds equal ('a' and 'A' under a _ci
+// collation, trailing spaces under PAD SPACE) encode equal, so row_versions and the MUSIC
+// store see one row where MariaDB does. Such a column encodes as w"<hex weights>"; exact
+// collations (binary, *_nopad_bin) and unsupported ones keep the value itself (PAD SPACE
+// _bin collations without trailing spaces).
 func EncodeKey(pk []changeevent.Column, row changeevent.Row) (string, error) {
 	var b strings.Builder
 	b.WriteByte('[')
@@ -72,7 +78,7 @@ func EncodeKey(pk []changeevent.Column, row changeevent.Row) (string, error) {
 		if !ok {
 			return "", fmt.Errorf("%w: row lacks primary key column %q", ErrMalformed, c.Name)
 		}
-		b.WriteString(encodeValue(v))
+		b.WriteString(encodeValue(changeevent.CollationKey(c, v)))
 	}
 	b.WriteByte(']')
 	return b.String(), nil
@@ -94,6 +100,8 @@ func encodeValue(v any) string {
 		return strconv.Quote(x)
 	case []byte:
 		return "0x" + hex.EncodeToString(x)
+	case changeevent.Weights:
+		return `w"` + hex.EncodeToString(x) + `"`
 	}
 	return strconv.Quote(fmt.Sprint(v))
 }

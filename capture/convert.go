@@ -29,11 +29,12 @@ func (e *UnrepresentableError) Error() string {
 // colDecoder knows how to turn one column's go-mysql value into its changeevent value.
 type colDecoder struct {
 	changeevent.Column
-	typ    byte // real MySQL type
-	dec    int  // fractional digits of temporal types
-	labels []string
-	text   bool // character data that must be valid UTF-8
-	padTo  int  // BINARY(n): the binlog strips trailing 0x00 bytes, MariaDB returns n bytes
+	typ     byte // real MySQL type
+	dec     int  // fractional digits of temporal types
+	labels  []string
+	text    bool   // character data: UTF-8 JSON, or text in charset converted to UTF-8
+	charset string // the column's character set (MariaDB name), "" if unknown or not text
+	padTo   int    // BINARY(n): the binlog strips trailing 0x00 bytes, MariaDB returns n bytes
 }
 
 // tableSchema is one table as a table-map event describes it.
@@ -71,6 +72,7 @@ func newTableSchema(tm *replication.TableMapEvent) *tableSchema {
 	names := tm.ColumnNameString()
 	unsigned := tm.UnsignedMap()
 	collations := tm.CollationMap()
+	enumSetCollations := tm.EnumSetCollationMap()
 	enums, sets := tm.EnumStrValueMap(), tm.SetStrValueMap()
 	pk := map[int]bool{}
 	for _, i := range tm.PrimaryKey {
@@ -92,7 +94,17 @@ func newTableSchema(tm *replication.TableMapEvent) *tableSchema {
 		c.typ = tp
 		coll, hasColl := collations[i]
 		binary := hasColl && coll == binaryCollation
+		if !hasColl {
+			coll, hasColl = enumSetCollations[i]
+		}
+		var cs changeevent.Collation
+		if hasColl && !binary {
+			cs, _ = changeevent.CollationByID(int(coll))
+		}
 		if err := c.describe(tp, meta, unsigned[i], binary, enums[i], sets[i]); err != nil && ts.err == nil {
+			ts.err = &UnrepresentableError{DB: ts.db, Table: ts.table, Column: name, Reason: err.Error()}
+		}
+		if err := c.setCharset(cs); err != nil && ts.err == nil {
 			ts.err = &UnrepresentableError{DB: ts.db, Table: ts.table, Column: name, Reason: err.Error()}
 		}
 		ts.cols = append(ts.cols, c)
@@ -203,6 +215,47 @@ func (c *colDecoder) describe(tp byte, meta uint16, unsigned, binary bool, enum,
 	return nil
 }
 
+// setCharset records the character set and collation of a text, ENUM or SET column (cs
+// is zero when the table map has none: binary or not text). Text in a character set that
+// is not carried as UTF-8 becomes KindBytes (see changeevent's package doc); ENUM and SET
+// labels, which the table map gives in the column's character set, are converted to UTF-8.
+func (c *colDecoder) setCharset(cs changeevent.Collation) error {
+	if cs.Charset == "" || cs.Charset == "binary" {
+		return nil
+	}
+	c.Column.SetCharset(cs.Charset, cs.Name)
+	c.charset = cs.Charset
+	c.text = c.Kind == changeevent.KindString || c.Kind == changeevent.KindJSON
+	for i, l := range c.labels {
+		s, err := labelText(cs.Charset, l)
+		if err != nil {
+			return err
+		}
+		c.labels[i] = s
+	}
+	if c.Kind == changeevent.KindEnum || c.Kind == changeevent.KindSet {
+		name := "enum"
+		if c.Kind == changeevent.KindSet {
+			name = "set"
+		}
+		c.SQLType = name + "(" + quoteLabels(c.labels) + ")"
+	}
+	return nil
+}
+
+// labelText converts an ENUM or SET label from the column's character set to UTF-8. A
+// label of a character set carried as bytes must be valid UTF-8 as it is (ASCII labels
+// are); capture cannot carry other labels exactly.
+func labelText(cs, label string) (string, error) {
+	if changeevent.TextCharset(cs) {
+		return changeevent.DecodeText(cs, []byte(label))
+	}
+	if !utf8.ValidString(label) {
+		return "", fmt.Errorf("ENUM/SET label %q in %s is not UTF-8: labels of this character set are not supported", label, cs)
+	}
+	return label, nil
+}
+
 func fracType(name string, dec int) string {
 	if dec == 0 {
 		return name
@@ -278,7 +331,7 @@ func (c *colDecoder) convert(v any) (any, error) {
 	case changeevent.KindSet:
 		return c.setLabels(v)
 	case changeevent.KindString, changeevent.KindJSON:
-		return textValue(v)
+		return textValue(c.charset, v)
 	case changeevent.KindBytes:
 		switch b := v.(type) {
 		case string:
@@ -290,18 +343,25 @@ func (c *colDecoder) convert(v any) (any, error) {
 	return nil, fmt.Errorf("unexpected %T value for %s column", v, c.SQLType)
 }
 
-func textValue(v any) (any, error) {
-	var s string
-	switch b := v.(type) {
+// textValue converts a text value from its character set cs to UTF-8 (cs is one carried
+// as text, see changeevent.TextCharset; "" is UTF-8: JSON, or a collation capture does not
+// know).
+func textValue(cs string, v any) (any, error) {
+	var b []byte
+	switch x := v.(type) {
 	case string:
-		s = strings.Clone(b)
+		b = []byte(x)
 	case []byte:
-		s = string(b)
+		b = x
 	default:
 		return nil, fmt.Errorf("unexpected %T value for a text column", v)
 	}
-	if !utf8.ValidString(s) {
-		return nil, fmt.Errorf("text is not valid UTF-8 (only utf8/utf8mb4/ascii text is supported)")
+	if cs == "" {
+		cs = "utf8mb4"
+	}
+	s, err := changeevent.DecodeText(cs, b)
+	if err != nil {
+		return nil, fmt.Errorf("text is not valid %s: %v", cs, err)
 	}
 	return s, nil
 }

@@ -51,6 +51,11 @@ type Column struct {
 	PK      bool   `json:"pk,omitempty"`
 	// Nullable is true unless the column is NOT NULL.
 	Nullable bool `json:"nullable,omitempty"`
+	// Charset and Collation are a text column's (also ENUM and SET) character set and
+	// collation, MariaDB names (e.g. "latin1", "latin1_swedish_ci"); empty for other
+	// columns and in events of an older capture. See the package doc and CollationKey.
+	Charset   string `json:"charset,omitempty"`
+	Collation string `json:"collation,omitempty"`
 }
 
 // Row is a row image: column name to value (types per the package doc; nil is NULL).
