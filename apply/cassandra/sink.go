@@ -2,7 +2,11 @@ package cassandra
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -31,6 +35,7 @@ type Sink struct {
 
 	mu     sync.Mutex
 	tables map[string]*table // by db.table
+	multi  map[string]*table // tables without a primary key and sequences, by db.table (multiset.go)
 }
 
 var _ apply.Sink = (*Sink)(nil)
@@ -62,10 +67,14 @@ func New(ctx context.Context, session *gocql.Session, cfg Config, log *zap.Logge
 		cfg.Concurrency = 32
 	}
 	s := &Sink{session: session, keyspace: cfg.Keyspace, ks: ks, conc: cfg.Concurrency,
-		log: log.With(zap.String("sink", "cassandra")), tables: map[string]*table{}}
+		log: log.With(zap.String("sink", "cassandra")), tables: map[string]*table{}, multi: map[string]*table{}}
 	stmt := "CREATE TABLE IF NOT EXISTS " + ks + ".music_tables (cql_table text PRIMARY KEY, db text, tbl text, columns text)"
 	if err := session.Query(stmt).WithContext(ctx).Exec(); err != nil {
 		return nil, fmt.Errorf("cassandra: create music_tables: %w", err)
+	}
+	stmt = "CREATE TABLE IF NOT EXISTS " + ks + ".music_multiset_ops (cql_table text, op text, val text, PRIMARY KEY ((cql_table, op)))"
+	if err := session.Query(stmt).WithContext(ctx).Exec(); err != nil {
+		return nil, fmt.Errorf("cassandra: create music_multiset_ops: %w", err)
 	}
 	return s, nil
 }
@@ -80,11 +89,25 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 		return apply.Result{}, err
 	}
 	if tx.IsDDL() {
+		if e := tx.Events[0]; multisetColumns(e.Columns) && e.Source.Table != "" &&
+			(strings.EqualFold(e.DDL.Kind, "CREATE") || strings.EqualFold(e.DDL.Kind, "ALTER")) {
+			if _, err := s.ensureMultiset(ctx, e.Source.DB, e.Source.Table, e.Columns); err != nil {
+				return apply.Result{}, err
+			}
+			return apply.Result{Applied: 1}, nil
+		}
 		return s.applyDDL(ctx, tx)
 	}
-	final, err := lastChanges(tx)
+	keyed, multi := splitMultiset(tx)
+	final, err := lastChanges(keyed)
 	if err != nil {
 		return apply.Result{}, err
+	}
+	var multiApplied int
+	if len(multi) > 0 {
+		if multiApplied, err = s.applyMultiset(ctx, tx, multi, wt); err != nil {
+			return apply.Result{}, fmt.Errorf("cassandra: apply %s from %s: %w", tx.ID, tx.Origin, err)
+		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.conc)
@@ -134,7 +157,7 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 	if err := g.Wait(); err != nil {
 		return apply.Result{}, fmt.Errorf("cassandra: apply %s from %s: %w", tx.ID, tx.Origin, err)
 	}
-	return apply.Result{Applied: len(final)}, nil
+	return apply.Result{Applied: len(final) + multiApplied}, nil
 }
 
 // lastChanges returns each row's last change in tx, in order of first appearance.
@@ -162,10 +185,10 @@ func approxSize(args []any) int {
 	return n + 16
 }
 
-func lastChanges(tx *apply.Txn) ([]apply.RowChange, error) {
+func lastChanges(events []*changeevent.Event) ([]apply.RowChange, error) {
 	idx := map[string]int{}
 	var out []apply.RowChange
-	for _, e := range tx.Events {
+	for _, e := range events {
 		cs, err := apply.Changes(e)
 		if err != nil {
 			return nil, err
@@ -243,4 +266,247 @@ func statement(t *table, tx *apply.Txn, c apply.RowChange) (string, []any, error
 	wt, _ := tx.Version.WriteTimestamp()
 	args = append(args, tx.Origin, tx.ID, wt)
 	return "INSERT INTO " + t.name + " (" + strings.Join(names, ",") + ") VALUES (" + strings.Join(marks, ",") + ")", args, nil
+}
+
+// Tables without a primary key, and sequences, in the store.
+//
+// A table without a primary key is a multiset: its store table has two key columns of its
+// own, music_row (partition key: the SHA-256 of the row's full image, in hex) and
+// music_copy (clustering key: the change that inserted the copy, "<gtid>:<index>"), so
+// identical rows are distinct copies and an insert written again (a redelivery, or another
+// agent with --store-all-origins) is the same copy. A DELETE (or the old image of an
+// UPDATE) removes one copy of its image: the copy is claimed in music_multiset_ops with a
+// lightweight transaction (so two deletes of two identical rows never pick the same copy),
+// and the claim is remembered under the change's id (so a redelivered delete removes the
+// same copy, not a second one); claims expire after multisetClaimTTL. The delete's write
+// timestamp is at least the copy's (multiset changes commute; they are not subject to
+// last writer wins). Snapshot rows (op r) only make sure the store holds as many copies
+// of an image as the message has. A sequence (one row) is kept under music_row
+// "sequence" with last writer wins, like a keyed row. music_tables registers the source
+// columns only, so Scan (and music verify) read one row per copy.
+
+const multisetClaimTTL = 7 * 24 * 3600
+
+// multisetColumns reports whether cols have no primary key (a multiset or a sequence).
+func multisetColumns(cols []changeevent.Column) bool {
+	return len(cols) > 0 && len(apply.PKColumns(cols)) == 0
+}
+
+func splitMultiset(tx *apply.Txn) (keyed, multi []*changeevent.Event) {
+	for _, e := range tx.Events {
+		if multisetColumns(e.Columns) {
+			multi = append(multi, e)
+		} else {
+			keyed = append(keyed, e)
+		}
+	}
+	return keyed, multi
+}
+
+// sequenceColumns are the columns of a MariaDB sequence table.
+var sequenceColumns = []string{"next_not_cached_value", "minimum_value", "maximum_value", "start_value",
+	"increment", "cache_size", "cycle_option", "cycle_count"}
+
+func isSequence(cols []changeevent.Column) bool {
+	if len(cols) != len(sequenceColumns) {
+		return false
+	}
+	for i, c := range cols {
+		if c.Name != sequenceColumns[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureMultiset creates (or extends) the store table of a table without a primary key.
+func (s *Sink) ensureMultiset(ctx context.Context, db, tbl string, cols []changeevent.Column) (*table, error) {
+	key := db + "." + tbl
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.multi[key]; t != nil && t.covers(cols) {
+		return t, nil
+	}
+	name := TableName(db, tbl)
+	qname, err := quote(name, 48)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.register(ctx, name, db, tbl); err != nil {
+		return nil, err
+	}
+	t, err := s.describe(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	t.name = s.ks + "." + qname
+	exists := len(t.columns) > 0
+	var defs []string
+	for _, c := range cols {
+		if _, clash := metaColumns[c.Name]; clash || c.Name == "music_row" || c.Name == "music_copy" {
+			return nil, fmt.Errorf("%w: column %q clashes with a MUSIC column", apply.ErrRefused, c.Name)
+		}
+		q, err := quote(c.Name, 64)
+		if err != nil {
+			return nil, err
+		}
+		typ, err := CQLType(c.Kind)
+		if err != nil {
+			return nil, err
+		}
+		if have, ok := t.columns[c.Name]; ok && have != typ {
+			return nil, fmt.Errorf("%w: %s column %q changed type from %s to %s: resync the table", apply.ErrRefused, t.name, c.Name, have, typ)
+		} else if exists && !ok {
+			if err := s.session.Query("ALTER TABLE " + t.name + " ADD " + q + " " + typ).WithContext(ctx).Exec(); err != nil {
+				return nil, fmt.Errorf("cassandra: alter %s: %w", t.name, err)
+			}
+		}
+		defs = append(defs, q+" "+typ)
+		t.columns[c.Name] = typ
+	}
+	if !exists {
+		for c, typ := range metaColumns {
+			defs = append(defs, c+" "+typ)
+		}
+		stmt := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (music_row text, music_copy text, %s, PRIMARY KEY ((music_row), music_copy))",
+			t.name, strings.Join(defs, ", "))
+		if err := s.session.Query(stmt).WithContext(ctx).Exec(); err != nil {
+			return nil, fmt.Errorf("cassandra: create %s: %w", t.name, err)
+		}
+		s.log.Info("music store table created (no primary key: one row per copy)", zap.String("table", t.name))
+	} else if len(t.pk) != 1 || t.pk[0] != "music_row" {
+		return nil, fmt.Errorf("%w: %s has primary key %v, the source table has none: resync the table", apply.ErrRefused, t.name, t.pk)
+	}
+	b, _ := json.Marshal(cols)
+	if err := s.session.Query("UPDATE "+s.ks+".music_tables SET columns=? WHERE cql_table=?", string(b), name).
+		WithContext(ctx).Exec(); err != nil {
+		return nil, fmt.Errorf("cassandra: register columns of %s: %w", name, err)
+	}
+	s.multi[key] = t
+	return t, nil
+}
+
+// applyMultiset writes the changes of tables without a primary key, in order.
+func (s *Sink) applyMultiset(ctx context.Context, tx *apply.Txn, events []*changeevent.Event, wt int64) (int, error) {
+	n := 0
+	snap := map[string]int{} // snapshot rows: copies of each image in this message
+	for _, e := range events {
+		t, err := s.ensureMultiset(ctx, e.Source.DB, e.Source.Table, e.Columns)
+		if err != nil {
+			return n, err
+		}
+		id := e.Source.GTID
+		if id == "" {
+			id = e.Transaction.ID
+		}
+		id += ":" + strconv.Itoa(e.Transaction.Index)
+		seq := isSequence(e.Columns)
+		switch {
+		case seq && e.After != nil:
+			err = s.writeCopy(ctx, t, tx, e, e.After, "sequence", "", wt)
+		case seq:
+			continue
+		case e.Op == changeevent.OpRead:
+			row := imageHash(e.Columns, e.After)
+			snap[row]++
+			var have int
+			if err := s.session.Query("SELECT COUNT(*) FROM "+t.name+" WHERE music_row=?", row).WithContext(ctx).Scan(&have); err != nil {
+				return n, err
+			}
+			if have >= snap[row] {
+				continue
+			}
+			err = s.writeCopy(ctx, t, tx, e, e.After, row, id, wt)
+		default:
+			if e.Before != nil {
+				if err := s.deleteCopy(ctx, t, e, id, wt); err != nil {
+					return n, err
+				}
+			}
+			if e.After != nil {
+				err = s.writeCopy(ctx, t, tx, e, e.After, imageHash(e.Columns, e.After), id, wt)
+			}
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func imageHash(cols []changeevent.Column, img changeevent.Row) string {
+	k, _ := apply.EncodeKey(cols, img)
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:])
+}
+
+func (s *Sink) writeCopy(ctx context.Context, t *table, tx *apply.Txn, e *changeevent.Event, img changeevent.Row, row, copy string, wt int64) error {
+	names, marks := []string{"music_row", "music_copy"}, []string{"?", "?"}
+	args := []any{row, copy}
+	for _, col := range e.Columns {
+		raw, ok := img[col.Name]
+		if !ok {
+			continue
+		}
+		v, err := cqlValue(col.Kind, raw)
+		if err != nil {
+			return err
+		}
+		names, marks, args = append(names, `"`+col.Name+`"`), append(marks, "?"), append(args, v)
+	}
+	names, marks = append(names, "music_origin", "music_gtid", "music_version"), append(marks, "?", "?", "?")
+	args = append(args, tx.Origin, tx.ID, wt)
+	return s.session.Query("INSERT INTO "+t.name+" ("+strings.Join(names, ",")+") VALUES ("+strings.Join(marks, ",")+") USING TIMESTAMP ?",
+		append(args, wt)...).WithContext(ctx).Exec()
+}
+
+// deleteCopy removes one copy of e's before image (see the multiset notes above).
+func (s *Sink) deleteCopy(ctx context.Context, t *table, e *changeevent.Event, id string, wt int64) error {
+	cqlTable := strings.TrimPrefix(t.name, s.ks+".")
+	row := imageHash(e.Columns, e.Before)
+	var chosen string
+	err := s.session.Query("SELECT val FROM "+s.ks+".music_multiset_ops WHERE cql_table=? AND op=?", cqlTable, "op:"+id).
+		WithContext(ctx).Scan(&chosen)
+	if err != nil && err != gocql.ErrNotFound {
+		return err
+	}
+	if chosen == "" {
+		iter := s.session.Query("SELECT music_copy FROM "+t.name+" WHERE music_row=?", row).WithContext(ctx).Iter()
+		var copies []string
+		var c string
+		for iter.Scan(&c) {
+			copies = append(copies, c)
+		}
+		if err := iter.Close(); err != nil {
+			return err
+		}
+		for _, c := range copies {
+			prev := map[string]any{}
+			applied, err := s.session.Query("INSERT INTO "+s.ks+".music_multiset_ops (cql_table, op, val) VALUES (?,?,?) IF NOT EXISTS USING TTL ?",
+				cqlTable, "copy:"+row+"/"+c, id, multisetClaimTTL).WithContext(ctx).MapScanCAS(prev)
+			if err != nil {
+				return err
+			}
+			if applied || prev["val"] == id {
+				chosen = c
+				break
+			}
+		}
+		if chosen == "" {
+			s.log.Warn("conflict: no copy of the row in the store (deleted already)", zap.String("table", t.name), zap.String("change", id))
+			return nil
+		}
+		if err := s.session.Query("INSERT INTO "+s.ks+".music_multiset_ops (cql_table, op, val) VALUES (?,?,?) USING TTL ?",
+			cqlTable, "op:"+id, chosen, multisetClaimTTL).WithContext(ctx).Exec(); err != nil {
+			return err
+		}
+	}
+	ts := wt
+	var have int64
+	if err := s.session.Query("SELECT WRITETIME(music_version) FROM "+t.name+" WHERE music_row=? AND music_copy=?", row, chosen).
+		WithContext(ctx).Scan(&have); err == nil && have >= ts {
+		ts = have + 1
+	}
+	return s.session.Query("DELETE FROM "+t.name+" USING TIMESTAMP ? WHERE music_row=? AND music_copy=?", ts, row, chosen).WithContext(ctx).Exec()
 }
