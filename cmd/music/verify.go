@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,24 +154,39 @@ func canonical(row map[string]string) string {
 	return b.String()
 }
 
+// siteDigest reads every row of the table at one site as exact event values (text in the
+// column's own character set, read with character_set_results=binary and decoded as
+// capture does; INET6 and UUID as their 16 bytes; BIT as its number; TIMESTAMP in UTC),
+// so a site's rows and the store's compare value for value.
 func siteDigest(ctx context.Context, dsn, db, table string) ([]string, string, error) {
 	pool, err := sql.Open("mysql", dsn)
 	if err != nil {
 		return nil, "", err
 	}
 	defer pool.Close()
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	defer conn.Close()
 	qt := "`" + strings.ReplaceAll(db, "`", "``") + "`.`" + strings.ReplaceAll(table, "`", "``") + "`"
 	var tn string
 	var sum sql.NullString
-	if err := pool.QueryRowContext(ctx, "CHECKSUM TABLE "+qt).Scan(&tn, &sum); err != nil {
+	if err := conn.QueryRowContext(ctx, "CHECKSUM TABLE "+qt).Scan(&tn, &sum); err != nil {
 		return nil, "", fmt.Errorf("checksum table: %w", err)
 	}
-	rs, err := pool.QueryContext(ctx, "SELECT * FROM "+qt)
+	cols, exprs, err := siteColumns(ctx, conn, db, table)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := conn.ExecContext(ctx, "SET time_zone='+00:00', character_set_results=binary"); err != nil {
+		return nil, "", err
+	}
+	rs, err := conn.QueryContext(ctx, "SELECT "+strings.Join(exprs, ",")+" FROM "+qt)
 	if err != nil {
 		return nil, "", err
 	}
 	defer rs.Close()
-	cols, _ := rs.Columns()
 	var out []string
 	for rs.Next() {
 		vals := make([]sql.RawBytes, len(cols))
@@ -183,15 +199,50 @@ func siteDigest(ctx context.Context, dsn, db, table string) ([]string, string, e
 		}
 		row := make(map[string]string, len(cols))
 		for i, c := range cols {
-			if vals[i] == nil {
-				row[c] = "NULL"
-			} else {
-				row[c] = fmt.Sprintf("%q", vals[i])
+			v, err := changeevent.FromRaw(c, vals[i])
+			if err != nil {
+				return nil, "", fmt.Errorf("column %s: %w", c.Name, err)
 			}
+			row[c.Name] = valueText(v)
 		}
 		out = append(out, canonical(row))
 	}
 	return out, sum.String, rs.Err()
+}
+
+// siteColumns describes the table's columns as capture does (kind, character set) and
+// the select expression of each.
+func siteColumns(ctx context.Context, conn *sql.Conn, db, table string) ([]changeevent.Column, []string, error) {
+	rows, err := conn.QueryContext(ctx, `SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IFNULL(CHARACTER_SET_NAME,''), IFNULL(COLLATION_NAME,'')
+		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? ORDER BY ORDINAL_POSITION`, db, table)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var cols []changeevent.Column
+	var exprs []string
+	for rows.Next() {
+		var name, dataType, colType, cs, coll string
+		if err := rows.Scan(&name, &dataType, &colType, &cs, &coll); err != nil {
+			return nil, nil, err
+		}
+		c := changeevent.Column{Name: name, Kind: changeevent.KindOf(dataType, colType), SQLType: colType}
+		c.SetCharset(cs, coll)
+		q := "`" + strings.ReplaceAll(name, "`", "``") + "`"
+		switch dataType {
+		case "inet6", "uuid":
+			q = "CAST(" + q + " AS BINARY(16))" // the bytes the binlog (and so the store) carries
+		case "inet4":
+			q = "CAST(" + q + " AS BINARY(4))"
+		case "float":
+			q = "CAST(" + q + " AS DOUBLE)" // FLOAT's text has 6 digits; the double is exact
+		}
+		cols, exprs = append(cols, c), append(exprs, q)
+	}
+	if len(cols) == 0 {
+		return nil, nil, fmt.Errorf("table %s.%s not found", db, table)
+	}
+	return cols, exprs, rows.Err()
 }
 
 func storeRows(ctx context.Context, cfg *verifyConfig) ([]string, error) {
@@ -213,7 +264,7 @@ func storeRows(ctx context.Context, cfg *verifyConfig) ([]string, error) {
 		for _, e := range events {
 			row := make(map[string]string, len(e.After))
 			for c, v := range e.After {
-				row[c] = storeText(v)
+				row[c] = valueText(v)
 			}
 			out = append(out, canonical(row))
 		}
@@ -222,16 +273,26 @@ func storeRows(ctx context.Context, cfg *verifyConfig) ([]string, error) {
 	return out, err
 }
 
-// storeText renders a MUSIC store value as MariaDB's text protocol would.
-func storeText(v any) string {
+// valueText renders an event value canonically: numbers in their shortest exact decimal
+// form, text and bytes quoted byte for byte (a text column's UTF-8 and the same bytes
+// render alike), NULL as NULL.
+func valueText(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return "NULL"
 	case []byte:
-		return fmt.Sprintf("%q", x)
+		return strconv.Quote(string(x))
 	case string:
-		return fmt.Sprintf("%q", x)
+		return strconv.Quote(x)
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case uint64:
+		return strconv.FormatUint(x, 10)
 	default:
-		return fmt.Sprintf("%q", fmt.Sprint(x))
+		return strconv.Quote(fmt.Sprint(x))
 	}
 }
