@@ -52,6 +52,11 @@ type Capturer struct {
 	snapshots map[string]*SnapshotProgress
 	ready     chan struct{}
 	readyOnce sync.Once
+
+	// autoInc is the warning of the AUTO_INCREMENT start-up check ("" when safe), with its
+	// gauge music_capture_auto_increment_unsafe (1 while the site steps by 1).
+	autoInc      atomic.Pointer[string]
+	autoIncGauge prometheus.Gauge
 }
 
 // New checks cfg and returns a capturer; Run starts it. reg may be nil.
@@ -63,10 +68,48 @@ func New(cfg Config, log *zap.Logger, reg prometheus.Registerer) (*Capturer, err
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Capturer{cfg: cfg, log: log.With(zap.String("site", cfg.Site)), m: NewMetrics(reg, cfg.Site),
+	c := &Capturer{cfg: cfg, log: log.With(zap.String("site", cfg.Site)), m: NewMetrics(reg, cfg.Site),
 		filter: NewFilter(cfg.Include, cfg.Exclude), snapReqs: make(chan snapRequest),
 		tableErrs: map[string]error{}, snapshots: map[string]*SnapshotProgress{},
-		health: errors.New("capture: not started"), ready: make(chan struct{}), st: statusState{state: StateStarting}}, nil
+		health: errors.New("capture: not started"), ready: make(chan struct{}), st: statusState{state: StateStarting}}
+	c.autoIncGauge = prometheus.NewGauge(prometheus.GaugeOpts{Name: "music_capture_auto_increment_unsafe",
+		Help:        "1 while the site runs with auto_increment_increment=1: AUTO_INCREMENT ids of different sites collide and one insert is lost.",
+		ConstLabels: prometheus.Labels{"site": cfg.Site}})
+	if reg != nil {
+		_ = reg.Register(c.autoIncGauge)
+	}
+	return c, nil
+}
+
+// checkAutoIncrement warns (log, gauge, status) when the site steps AUTO_INCREMENT ids by
+// 1: concurrent inserts at two sites then take the same ids, and last writer wins keeps
+// one of each pair. Every site needs auto_increment_increment >= the number of sites and
+// its own auto_increment_offset (deploy/local/mariadb-instance.sh: 16 and the site index).
+func (c *Capturer) checkAutoIncrement(ctx context.Context, db *sql.DB) {
+	var inc, off int
+	if err := db.QueryRowContext(ctx, "SELECT @@global.auto_increment_increment, @@global.auto_increment_offset").Scan(&inc, &off); err != nil {
+		c.log.Warn("cannot read auto_increment settings", zap.Error(err))
+		return
+	}
+	warn := ""
+	if inc <= 1 {
+		warn = fmt.Sprintf("auto_increment_increment=%d: AUTO_INCREMENT ids of concurrent inserts at different sites collide and one insert is lost; "+
+			"set auto_increment_increment to an upper bound of the number of sites and auto_increment_offset to this site's index", inc)
+		c.autoIncGauge.Set(1)
+		c.log.Warn("unsafe AUTO_INCREMENT settings for a mirrored site", zap.Int("auto_increment_increment", inc),
+			zap.Int("auto_increment_offset", off), zap.String("why", warn))
+	} else {
+		c.autoIncGauge.Set(0)
+	}
+	c.autoInc.Store(&warn)
+}
+
+// AutoIncrementWarning is the AUTO_INCREMENT start-up check's warning, "" if safe.
+func (c *Capturer) AutoIncrementWarning() string {
+	if w := c.autoInc.Load(); w != nil {
+		return *w
+	}
+	return ""
 }
 
 // Config returns the effective configuration (defaults filled in).
@@ -147,6 +190,7 @@ func (c *Capturer) Run(ctx context.Context) error {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(4)
+	c.checkAutoIncrement(ctx, db)
 
 	if c.cfg.InitialSnapshot {
 		c.startSnapshots(ctx, js)

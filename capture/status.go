@@ -57,6 +57,9 @@ type Status struct {
 	PublishedTransactions int64 `json:"published_transactions"`
 	Reconnects            int64 `json:"reconnects"`
 	InFlightEvents        int64 `json:"in_flight_events"`
+	// AutoIncrement is the warning of the start-up check of auto_increment_increment (""
+	// when the site steps by more than 1), see Capturer.AutoIncrementWarning.
+	AutoIncrement string `json:"auto_increment_warning,omitempty"`
 }
 
 // SnapshotStatus is one snapshot's progress in Status.
@@ -143,7 +146,7 @@ type statusState struct {
 func (c *Capturer) Status() Status {
 	s := Status{Site: c.cfg.Site, DomainID: c.cfg.DomainID, LagMs: c.st.lagMs.Load(),
 		PublishedEvents: c.st.events.Load(), PublishedTransactions: c.st.txns.Load(),
-		Reconnects: c.st.reconnects.Load(), InFlightEvents: c.st.inFlight.Load()}
+		Reconnects: c.st.reconnects.Load(), InFlightEvents: c.st.inFlight.Load(), AutoIncrement: c.AutoIncrementWarning()}
 	if p := c.acked.Load(); p != nil {
 		if g, ok := p.Pos[c.cfg.DomainID]; ok {
 			s.Acked = g.String()

@@ -93,6 +93,10 @@ func printCaptures(out io.Writer, addrs []string) error {
 			continue
 		}
 		st.Format(out, "  ")
+		if st.AutoIncrement != "" {
+			// The flag: this site's AUTO_INCREMENT ids collide with other sites'.
+			fmt.Fprintf(out, "    flag AUTO_INCREMENT_UNSAFE: %s\n", st.AutoIncrement)
+		}
 	}
 	fmt.Fprintln(out)
 	return errors.Join(errs...)
