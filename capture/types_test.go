@@ -1,7 +1,9 @@
 package capture
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -140,5 +142,89 @@ func TestTypesRoundTrip(t *testing.T) {
 	}
 	if c := kinds["d"]; c.SQLType != "decimal(65,30)" || !kinds["id"].PK || kinds["id"].Nullable {
 		t.Errorf("columns d %+v id %+v", c, kinds["id"])
+	}
+}
+
+// TestCharsetsRoundTrip writes a value in every character set MariaDB 10.11 has, with
+// bytes beyond ASCII (and, for single-byte charsets, bytes the charset does not define),
+// and checks that capture carries each exactly: UTF-8 text for the charsets MariaDB
+// converts reversibly, the column's own bytes otherwise, with charset and collation named.
+func TestCharsetsRoundTrip(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	db := h.pool
+	rows, err := db.Query("SELECT CHARACTER_SET_NAME FROM information_schema.CHARACTER_SETS WHERE CHARACTER_SET_NAME <> 'binary' ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sets []string
+	for rows.Next() {
+		var cs string
+		if err := rows.Scan(&cs); err != nil {
+			t.Fatal(err)
+		}
+		sets = append(sets, cs)
+	}
+	rows.Close()
+	if len(sets) < 39 {
+		t.Fatalf("only %d character sets", len(sets))
+	}
+	var defs, names, vals []string
+	want := map[string][]byte{}
+	for _, cs := range sets {
+		col := "c_" + cs
+		defs = append(defs, fmt.Sprintf("%s VARCHAR(20) CHARACTER SET %s", col, cs))
+		// Each charset's own bytes for a few characters beyond ASCII (MariaDB converts).
+		var b []byte
+		if err := db.QueryRow(fmt.Sprintf("SELECT CAST(CONVERT(_utf8mb4'aé€жÄ' USING %s) AS BINARY)", cs)).Scan(&b); err != nil {
+			t.Fatal(err)
+		}
+		var mx int
+		if err := db.QueryRow("SELECT MAXLEN FROM information_schema.CHARACTER_SETS WHERE CHARACTER_SET_NAME=?", cs).Scan(&mx); err != nil {
+			t.Fatal(err)
+		}
+		if mx == 1 {
+			b = append(b, 0x81, 0x8d, 0x9d, 0xff) // bytes some single-byte charsets leave undefined
+		}
+		want[col] = b
+		names = append(names, col)
+		vals = append(vals, fmt.Sprintf("X'%x'", b))
+	}
+	h.exec("CREATE TABLE cs (id INT PRIMARY KEY, " + strings.Join(defs, ", ") + ")")
+	h.cfg.Start = binlogEnd(t, h.pool) // the CREATE is not what this test reads
+	h.start(h.cfg)
+	h.exec("INSERT INTO cs (id, " + strings.Join(names, ",") + ") VALUES (1, " + strings.Join(vals, ",") + ")")
+	events := h.readRows(h.cfg.Stream, 1, 30*time.Second)
+	e := events[0]
+	cols := map[string]changeevent.Column{}
+	for _, c := range e.Columns {
+		cols[c.Name] = c
+	}
+	for _, col := range names {
+		c := cols[col]
+		cs := strings.TrimPrefix(col, "c_")
+		if c.Charset != cs || !strings.HasPrefix(c.Collation, cs) {
+			t.Errorf("%s: charset %q collation %q", col, c.Charset, c.Collation)
+		}
+		got := e.After[col]
+		if changeevent.TextCharset(cs) {
+			s, ok := got.(string)
+			if c.Kind != changeevent.KindString || !ok {
+				t.Errorf("%s: kind %s value %T, want text", col, c.Kind, got)
+				continue
+			}
+			back, err := changeevent.EncodeText(cs, s)
+			if err != nil || !bytes.Equal(back, want[col]) {
+				t.Errorf("%s: %q encodes to %x (%v), want %x", col, s, back, err, want[col])
+			}
+			continue
+		}
+		b, ok := got.([]byte)
+		if c.Kind != changeevent.KindBytes || !ok || !bytes.Equal(b, want[col]) {
+			t.Errorf("%s: kind %s value %#v, want bytes %x", col, c.Kind, got, want[col])
+		}
+	}
+	if latin1, _ := e.After["c_latin1"].(string); latin1 != "aé€?Ä\u0081\u008d\u009dÿ" {
+		t.Errorf("latin1 value %q", latin1)
 	}
 }
