@@ -259,3 +259,24 @@ func FromRaw(c Column, raw []byte) (any, error) {
 	}
 	return FromText(c.Kind, raw)
 }
+
+// ReadSession is the session setting under which a reader of a table gets values that
+// FromRaw turns into exactly what capture publishes: results in each column's own
+// character set, TIMESTAMP in UTC.
+const ReadSession = "SET time_zone='+00:00', character_set_results=binary"
+
+// SelectExpr is how a reader selects column c (quoted is its quoted name) so that FromRaw
+// gets the value capture publishes: INET6 and UUID as the bytes the binlog carries, INET4
+// as its 4 bytes, FLOAT through DOUBLE (its text form keeps only 6 digits).
+func SelectExpr(c Column, quoted string) string {
+	t := strings.ToLower(c.SQLType)
+	switch {
+	case t == "inet6", t == "uuid":
+		return "CAST(" + quoted + " AS BINARY(16))"
+	case t == "inet4":
+		return "CAST(" + quoted + " AS BINARY(4))"
+	case strings.HasPrefix(t, "float"):
+		return "CAST(" + quoted + " AS DOUBLE)"
+	}
+	return quoted
+}

@@ -54,7 +54,8 @@ func (p *Peer) Close() error { return p.db.Close() }
 
 // Columns describes db.table at the peer.
 func (p *Peer) Columns(ctx context.Context, db, table string) ([]changeevent.Column, error) {
-	rows, err := p.db.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_KEY
+	rows, err := p.db.QueryContext(ctx, `SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, COLUMN_KEY,
+		IFNULL(CHARACTER_SET_NAME,''), IFNULL(COLLATION_NAME,'')
 		FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? ORDER BY ORDINAL_POSITION`, db, table)
 	if err != nil {
 		return nil, fmt.Errorf("mariadb: describe %s.%s at %s: %w", db, table, p.name, err)
@@ -62,12 +63,14 @@ func (p *Peer) Columns(ctx context.Context, db, table string) ([]changeevent.Col
 	defer rows.Close()
 	var cols []changeevent.Column
 	for rows.Next() {
-		var name, colType, dataType, nullable, key string
-		if err := rows.Scan(&name, &colType, &dataType, &nullable, &key); err != nil {
+		var name, colType, dataType, nullable, key, cs, coll string
+		if err := rows.Scan(&name, &colType, &dataType, &nullable, &key, &cs, &coll); err != nil {
 			return nil, err
 		}
-		cols = append(cols, changeevent.Column{Name: name, SQLType: colType, Kind: changeevent.KindOf(dataType, colType),
-			Nullable: nullable == "YES", PK: key == "PRI"})
+		c := changeevent.Column{Name: name, SQLType: colType, Kind: changeevent.KindOf(dataType, colType),
+			Nullable: nullable == "YES", PK: key == "PRI"}
+		c.SetCharset(cs, coll)
+		cols = append(cols, c)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -118,7 +121,7 @@ func (p *Peer) Scan(ctx context.Context, db, table string, batch int, fn func([]
 		_ = conn.Close()
 	}()
 	for _, q := range []string{
-		"SET SESSION time_zone='+00:00', tx_isolation='REPEATABLE-READ'",
+		changeevent.ReadSession + ", tx_isolation='REPEATABLE-READ'",
 		"START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
 	} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
@@ -150,7 +153,7 @@ func (p *Peer) Scan(ctx context.Context, db, table string, batch int, fn func([]
 			return fmt.Errorf("mariadb: read versions at %s: %w", p.name, err)
 		}
 	}
-	rows, err := conn.QueryContext(ctx, "SELECT "+strings.Join(names, ",")+" FROM "+name)
+	rows, err := conn.QueryContext(ctx, "SELECT "+strings.Join(selectList(cols, names), ",")+" FROM "+name)
 	if err != nil {
 		return fmt.Errorf("mariadb: read %s at %s: %w", name, p.name, err)
 	}
@@ -167,7 +170,7 @@ func (p *Peer) Scan(ctx context.Context, db, table string, batch int, fn func([]
 		}
 		after := changeevent.Row{}
 		for i, c := range cols {
-			v, err := changeevent.FromText(c.Kind, raw[i])
+			v, err := changeevent.FromRaw(c, raw[i])
 			if err != nil {
 				return fmt.Errorf("%w: %s column %s at %s: %v", apply.ErrMalformed, name, c.Name, p.name, err)
 			}

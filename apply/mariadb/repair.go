@@ -523,6 +523,16 @@ func quotedNames(cols []changeevent.Column) ([]string, error) {
 	return out, nil
 }
 
+// selectList is the select expressions of cols (quoted names), read under
+// changeevent.ReadSession: see changeevent.SelectExpr.
+func selectList(cols []changeevent.Column, quoted []string) []string {
+	out := make([]string, len(cols))
+	for i, c := range cols {
+		out[i] = changeevent.SelectExpr(c, quoted[i])
+	}
+	return out
+}
+
 // scanKey reads one row of primary key columns (text protocol) into event values and
 // their canonical key text.
 func scanKey(rs *sql.Rows, pk []changeevent.Column) (string, changeevent.Row, error) {

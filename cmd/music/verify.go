@@ -179,7 +179,7 @@ func siteDigest(ctx context.Context, dsn, db, table string) ([]string, string, e
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := conn.ExecContext(ctx, "SET time_zone='+00:00', character_set_results=binary"); err != nil {
+	if _, err := conn.ExecContext(ctx, changeevent.ReadSession); err != nil {
 		return nil, "", err
 	}
 	rs, err := conn.QueryContext(ctx, "SELECT "+strings.Join(exprs, ",")+" FROM "+qt)
@@ -228,16 +228,7 @@ func siteColumns(ctx context.Context, conn *sql.Conn, db, table string) ([]chang
 		}
 		c := changeevent.Column{Name: name, Kind: changeevent.KindOf(dataType, colType), SQLType: colType}
 		c.SetCharset(cs, coll)
-		q := "`" + strings.ReplaceAll(name, "`", "``") + "`"
-		switch dataType {
-		case "inet6", "uuid":
-			q = "CAST(" + q + " AS BINARY(16))" // the bytes the binlog (and so the store) carries
-		case "inet4":
-			q = "CAST(" + q + " AS BINARY(4))"
-		case "float":
-			q = "CAST(" + q + " AS DOUBLE)" // FLOAT's text has 6 digits; the double is exact
-		}
-		cols, exprs = append(cols, c), append(exprs, q)
+		cols, exprs = append(cols, c), append(exprs, changeevent.SelectExpr(c, "`"+strings.ReplaceAll(name, "`", "``")+"`"))
 	}
 	if len(cols) == 0 {
 		return nil, nil, fmt.Errorf("table %s.%s not found", db, table)
