@@ -248,6 +248,7 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	}
 	for _, s := range sinks {
 		if db, ok := s.(*mariadb.Sink); ok {
+			reg.MustRegister(db.Collectors()...)
 			wg.Go(func() { _ = db.NewSweeper(reg, streamHorizon(js, workers)).Run(ctx) })
 		}
 	}
