@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/music-coord/music/changeevent"
+	"github.com/music-coord/music/internal/ddl"
 )
 
 // skipReplicationFlag is LOG_EVENT_SKIP_REPLICATION_F: the event was written by a session
@@ -364,48 +365,110 @@ func (r *reader) query(ctx context.Context, ev *replication.BinlogEvent, e *repl
 		return nil
 	}
 	if !r.txn.standalone {
-		return nil // a statement inside a row-based transaction (e.g. SAVEPOINT)
+		// A statement inside a row-based transaction: SAVEPOINT and the like, or the
+		// CREATE TABLE of a CREATE TABLE ... SELECT, which MariaDB logs (ROW format) as the
+		// table's definition followed by the selected rows in one transaction.
+		return r.ddl(ctx, string(e.Schema), q, true)
 	}
-	if err := r.ddl(ctx, string(e.Schema), q); err != nil {
+	if err := r.ddl(ctx, string(e.Schema), q, false); err != nil {
 		return err
 	}
 	return r.commit(ctx, ev)
 }
 
-// ddl records a schema change in the history and publishes it on the table's subject.
-func (r *reader) ddl(ctx context.Context, schema, stmt string) error {
-	verb, targets := parseDDL(schema, stmt)
-	if verb == "" {
+// ddl records a schema change in the history of every table it touches (following
+// renames) and publishes it as ONE OpDDL event (see the package doc: Schema history).
+// inTxn marks a DDL inside a transaction with rows (CREATE TABLE ... SELECT): it goes out
+// before the rows as a transaction of its own, id "<gtid>/ddl", so that the rows, under
+// the GTID, find the table at every site.
+func (r *reader) ddl(ctx context.Context, schema, stmt string, inTxn bool) error {
+	info := ddl.Parse(schema, stmt)
+	if info.Kind == "" {
+		return nil // not a schema change of mirrored data (view, routine, user, SAVEPOINT, ...)
+	}
+	if inTxn && info.Kind != ddl.CreateTable {
+		r.c.log.Warn("schema change inside a transaction with rows not mirrored", zap.String("gtid", r.txn.gtidStr),
+			zap.String("statement", stmt))
 		return nil
 	}
 	clear(r.tables) // table ids and versions change with DDL
-	for _, t := range targets {
-		if t.db == "" || !r.c.filter.Match(t.db, t.table) {
-			continue
+	touched := info.Tables
+	var srcDB, srcTable string
+	captured := false
+	switch {
+	case info.IsDatabase():
+		srcDB = info.Database
+		captured = srcDB != "" && r.c.filter.Match(srcDB, "*")
+		if info.Kind == ddl.DropDatabase {
+			touched = r.schema.tablesOf(srcDB)
 		}
-		if err := r.schema.onDDL(ctx, r.txn.gtid, t.db, t.table, stmt); err != nil {
-			return err
+	case info.Kind == ddl.Opaque:
+		srcDB = schema
+		captured = schema != "" && r.c.filter.Match(schema, "*")
+	default:
+		// The event's database is the statement's default one when a name relies on it
+		// (apply runs the statement there); its table is the first one touched.
+		srcDB = info.Tables[0].DB
+		for _, t := range info.Tables {
+			captured = captured || t.DB != "" && r.c.filter.Match(t.DB, t.Table)
+			if t.DB == schema && schema != "" {
+				srcDB = schema
+			}
 		}
-		if r.txn.skip != "" {
-			continue
+		for _, t := range info.Tables {
+			if t.DB == srcDB {
+				srcTable = t.Table
+				break
+			}
 		}
-		if name := t.db + "." + t.table; r.stopped[name] != nil && (verb == "CREATE" || verb == "TRUNCATE" || verb == "DROP") {
-			// A table recreated or emptied starts afresh (resnapshot it if it had rows).
-			delete(r.stopped, name)
-			r.c.setTableError(name, nil)
-			r.c.m.StoppedTables.Set(float64(len(r.stopped)))
-		}
-		_, declared := r.schema.version(ctx, t.db, t.table)
-		evt := &changeevent.Event{Op: changeevent.OpDDL, DDL: &changeevent.DDL{Statement: stmt, Kind: verb},
-			SchemaVersion: r.txn.gtidStr, Columns: declared}
-		r.source(evt, t.db, t.table, r.logPos)
-		if err := r.add(ctx, evt, changeevent.Subject(r.c.cfg.Site, t.db, t.table)); err != nil {
-			return err
-		}
-		r.c.log.Info("schema change", zap.String("gtid", r.txn.gtidStr), zap.String("db", t.db),
-			zap.String("table", t.table), zap.String("kind", verb))
 	}
-	return nil
+	if !captured || srcDB == "" {
+		return nil
+	}
+	keep := func(n ddl.Name) bool { return r.c.filter.Match(n.DB, n.Table) }
+	if err := r.schema.onDDL(ctx, r.txn.gtid, info, touched, stmt, keep); err != nil {
+		return err
+	}
+	if r.txn.skip != "" {
+		return nil
+	}
+	if info.Verb == "CREATE" || info.Verb == "TRUNCATE" || info.Verb == "DROP" || info.Verb == "RENAME" || info.Kind == ddl.DropDatabase {
+		for _, t := range touched {
+			if name := t.String(); r.stopped[name] != nil {
+				// A table recreated, emptied or renamed starts afresh (resnapshot it if it had rows).
+				delete(r.stopped, name)
+				r.c.setTableError(name, nil)
+				r.c.m.StoppedTables.Set(float64(len(r.stopped)))
+			}
+		}
+	}
+	kind := info.Verb
+	var declared []changeevent.Column
+	if srcTable != "" && srcTable != "*" {
+		final := ddl.Name{DB: srcDB, Table: srcTable}
+		for _, rn := range info.Renames {
+			if rn.From == final {
+				final = rn.To
+			}
+		}
+		_, declared = r.schema.version(ctx, final.DB, final.Table)
+	}
+	evt := &changeevent.Event{Op: changeevent.OpDDL, DDL: &changeevent.DDL{Statement: stmt, Kind: kind},
+		SchemaVersion: r.txn.gtidStr, Columns: declared}
+	if srcTable == "" {
+		srcTable = "*" // a change of the database (or opaque): status and quarantine name it db.*
+	}
+	subject := changeevent.Subject(r.c.cfg.Site, srcDB, srcTable)
+	r.c.log.Info("schema change", zap.String("gtid", r.txn.gtidStr), zap.String("db", srcDB),
+		zap.String("table", srcTable), zap.String("kind", info.Kind), zap.Bool("opaque", info.Kind == ddl.Opaque))
+	if inTxn {
+		r.source(evt, srcDB, srcTable, r.logPos)
+		evt.Source.Row = 0
+		evt.Transaction = changeevent.Transaction{ID: r.txn.gtidStr + "/ddl", Index: 0, Total: 1, Last: true}
+		return r.p.submit(ctx, &batch{events: []*changeevent.Event{evt}, subjects: []string{subject}})
+	}
+	r.source(evt, srcDB, srcTable, r.logPos)
+	return r.add(ctx, evt, subject)
 }
 
 // classifyBinlogError turns the server's refusal of the dump position (MariaDB error 1236)

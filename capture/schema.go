@@ -5,9 +5,9 @@ import (
 	"database/sql"
 	"fmt"
 	"regexp"
-	"strings"
 
 	"github.com/music-coord/music/changeevent"
+	"github.com/music-coord/music/internal/ddl"
 )
 
 // SchemaVersion is one version of a table's schema: the DDL that made it, at its GTID.
@@ -71,30 +71,100 @@ func (t *schemaTracker) version(ctx context.Context, db, table string) (string, 
 	return "", cols
 }
 
-// onDDL records a DDL on db.table at gtid. A DDL already in the history (a replay after
-// restart) keeps its recorded columns.
-func (t *schemaTracker) onDDL(ctx context.Context, gtid GTID, db, table, stmt string) error {
-	name := db + "." + table
-	h := t.hist[name]
-	if h == nil {
-		h = &SchemaHistory{DB: db, Table: table}
-		t.hist[name] = h
-	}
+// onDDL records a schema change at gtid in the history of every table it touches
+// (touched: the tables of the statement, or every known table of a dropped database),
+// following renames: a renamed table's new name takes the history of its old name (in
+// statement order, so a swap through a temporary name ends with each history under its
+// new name), and the old name gets a version without columns (the table is gone under
+// that name). Each touched table's new version holds information_schema's columns as
+// capture reads them now. A DDL already in a touched history (a replay after restart)
+// only moves the current versions back to the recorded ones. keep tells which tables'
+// histories are stored (the captured ones).
+func (t *schemaTracker) onDDL(ctx context.Context, gtid GTID, info *ddl.Info, touched []ddl.Name, stmt string, keep func(ddl.Name) bool) error {
 	id := gtid.String()
-	for i := range h.Versions {
-		if h.Versions[i].GTID == id {
-			t.current[name] = &h.Versions[i]
-			return nil
+	replay := false
+	for _, n := range touched {
+		if h := t.hist[n.String()]; h != nil {
+			for i := range h.Versions {
+				if h.Versions[i].GTID == id {
+					replay = true
+				}
+			}
 		}
 	}
-	cols, err := t.describe(ctx, db, table)
-	if err != nil {
-		return err
+	if replay {
+		for _, n := range touched {
+			if h := t.hist[n.String()]; h != nil {
+				for i := range h.Versions {
+					if h.Versions[i].GTID == id {
+						t.current[n.String()] = &h.Versions[i]
+					}
+				}
+			}
+		}
+		return nil
 	}
-	h.Versions = append(h.Versions, SchemaVersion{GTID: id, DDL: stmt, Columns: cols})
-	t.current[name] = &h.Versions[len(h.Versions)-1]
-	delete(t.initial, name)
-	return t.st.saveHistory(ctx, h)
+	// carried[name]: the versions the table now under name brings along; gone: the name
+	// was renamed away and nothing took it.
+	carried := map[string][]SchemaVersion{}
+	moved, gone := map[string]bool{}, map[string]bool{}
+	versionsOf := func(name string) []SchemaVersion {
+		if v, ok := carried[name]; ok {
+			return v
+		}
+		if h := t.hist[name]; h != nil {
+			return h.Versions
+		}
+		return nil
+	}
+	for _, r := range info.Renames {
+		from, to := r.From.String(), r.To.String()
+		v := versionsOf(from)
+		carried[to], moved[to], gone[to] = v, true, false
+		carried[from], moved[from], gone[from] = nil, true, true
+	}
+	seen := map[string]bool{}
+	for _, n := range touched {
+		name := n.String()
+		if seen[name] || n.DB == "" {
+			continue
+		}
+		seen[name] = true
+		var versions []SchemaVersion
+		if moved[name] && !gone[name] {
+			versions = append(versions, carried[name]...)
+		} else if h := t.hist[name]; h != nil {
+			versions = append(versions, h.Versions...)
+		}
+		var cols []changeevent.Column
+		if !gone[name] {
+			var err error
+			if cols, err = t.describe(ctx, n.DB, n.Table); err != nil {
+				return err
+			}
+		}
+		h := &SchemaHistory{DB: n.DB, Table: n.Table, Versions: append(versions, SchemaVersion{GTID: id, DDL: stmt, Columns: cols})}
+		t.hist[name] = h
+		t.current[name] = &h.Versions[len(h.Versions)-1]
+		delete(t.initial, name)
+		if keep(n) {
+			if err := t.st.saveHistory(ctx, h); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// tablesOf lists the tables of db the history knows (for DROP DATABASE).
+func (t *schemaTracker) tablesOf(db string) []ddl.Name {
+	var out []ddl.Name
+	for _, h := range t.hist {
+		if h.DB == db {
+			out = append(out, ddl.Name{DB: h.DB, Table: h.Table})
+		}
+	}
+	return out
 }
 
 var jsonCheck = regexp.MustCompile("(?i)json_valid\\(`([^`]+)`\\)")
@@ -165,104 +235,21 @@ func refine(cols []changeevent.Column, declared []changeevent.Column) []changeev
 	return out
 }
 
-// DDL parsing: the statement's verb and the tables it touches.
-var (
-	ddlComments = regexp.MustCompile(`(?s)/\*.*?\*/|--[^\n]*|#[^\n]*`)
-	ident       = "(?:`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
-	qname       = ident + `(?:\s*\.\s*` + ident + `)?`
-	ddlTable    = regexp.MustCompile(`(?is)^(CREATE|ALTER|DROP|TRUNCATE|RENAME)\s+(?:OR\s+REPLACE\s+)?(?:TEMPORARY\s+|ONLINE\s+|IGNORE\s+)*(TABLE|TABLES|INDEX|UNIQUE\s+INDEX|FULLTEXT\s+INDEX|SPATIAL\s+INDEX|DATABASE|SCHEMA)?\s*(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(.*)$`)
-	qnameRe     = regexp.MustCompile(qname)
-	onTable     = regexp.MustCompile(`(?is)\bON\s+(` + qname + `)`)
-)
-
-// ddlTarget is a table a DDL statement changes.
+// ddlTarget is a table.
 type ddlTarget struct{ db, table string }
 
-// parseDDL returns the statement's verb (CREATE, ALTER, DROP, RENAME, TRUNCATE; "" if it
-// is not a table DDL) and the tables it touches, relative to the default schema.
+// parseDDL returns a table statement's verb (CREATE, ALTER, DROP, RENAME, TRUNCATE; "" if
+// it is not a table DDL: database, opaque or not a schema change) and the tables it
+// touches, relative to the default schema. The classification is internal/ddl's (the TiDB
+// parser).
 func parseDDL(schema, stmt string) (string, []ddlTarget) {
-	s := strings.TrimSpace(ddlComments.ReplaceAllString(stmt, " "))
-	m := ddlTable.FindStringSubmatch(s)
-	if m == nil {
+	info := ddl.Parse(schema, stmt)
+	if len(info.Tables) == 0 {
 		return "", nil
 	}
-	verb, object, rest := strings.ToUpper(m[1]), strings.ToUpper(m[2]), m[3]
-	switch {
-	case object == "DATABASE" || object == "SCHEMA":
-		return "", nil
-	case strings.HasSuffix(object, "INDEX"):
-		on := onTable.FindStringSubmatch(rest)
-		if on == nil {
-			return "", nil
-		}
-		return "ALTER", []ddlTarget{splitName(schema, on[1])}
-	case object == "" && verb != "TRUNCATE":
-		return "", nil // CREATE VIEW/USER/... are not table DDL
+	var out []ddlTarget
+	for _, n := range info.Tables {
+		out = append(out, ddlTarget{db: n.DB, table: n.Table})
 	}
-	var targets []ddlTarget
-	switch verb {
-	case "RENAME":
-		// RENAME TABLE a TO b, c TO d
-		for _, pair := range splitTopLevel(rest) {
-			names := qnameRe.FindAllString(pair, -1)
-			for _, n := range names {
-				if strings.EqualFold(n, "TO") || strings.EqualFold(n, "WAIT") || strings.EqualFold(n, "NOWAIT") {
-					continue
-				}
-				targets = append(targets, splitName(schema, n))
-			}
-		}
-	case "DROP":
-		for _, part := range splitTopLevel(rest) {
-			if n := qnameRe.FindString(part); n != "" && !strings.EqualFold(n, "RESTRICT") && !strings.EqualFold(n, "CASCADE") {
-				targets = append(targets, splitName(schema, n))
-			}
-		}
-	default:
-		if n := qnameRe.FindString(rest); n != "" {
-			targets = append(targets, splitName(schema, n))
-		}
-		if verb == "ALTER" {
-			if r := regexp.MustCompile(`(?i)\bRENAME\s+(?:TO\s+|AS\s+)?(` + qname + `)`).FindStringSubmatch(rest); r != nil {
-				targets = append(targets, splitName(schema, r[1]))
-			}
-		}
-	}
-	return verb, targets
-}
-
-func splitTopLevel(s string) []string {
-	var parts []string
-	depth, start, quoted := 0, 0, false
-	for i, r := range s {
-		switch {
-		case r == '`':
-			quoted = !quoted
-		case quoted:
-		case r == '(':
-			depth++
-		case r == ')':
-			depth--
-		case r == ',' && depth == 0:
-			parts = append(parts, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(parts, s[start:])
-}
-
-func unquote(id string) string {
-	id = strings.TrimSpace(id)
-	if strings.HasPrefix(id, "`") && strings.HasSuffix(id, "`") && len(id) >= 2 {
-		return strings.ReplaceAll(id[1:len(id)-1], "``", "`")
-	}
-	return id
-}
-
-func splitName(schema, name string) ddlTarget {
-	parts := regexp.MustCompile(`^(` + ident + `)\s*\.\s*(` + ident + `)$`).FindStringSubmatch(strings.TrimSpace(name))
-	if parts != nil {
-		return ddlTarget{db: unquote(parts[1]), table: unquote(parts[2])}
-	}
-	return ddlTarget{db: schema, table: unquote(name)}
+	return info.Verb, out
 }

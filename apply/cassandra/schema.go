@@ -177,12 +177,29 @@ func (s *Sink) create(ctx context.Context, t *table, cols []changeevent.Column) 
 func (s *Sink) alter(ctx context.Context, t *table, cols []changeevent.Column) error {
 	var pk []string
 	for _, c := range cols {
-		typ, err := CQLType(c.Kind)
+		if c.PK {
+			pk = append(pk, c.Name)
+		}
+	}
+	if len(pk) > 0 && strings.Join(pk, ",") != strings.Join(t.pk, ",") {
+		// The primary key changed (rows carry the binlog's own key, a DDL event the key
+		// capture read): Cassandra cannot change a key, so the table is rebuilt with it,
+		// every row keeping its write timestamp.
+		name := strings.TrimPrefix(strings.TrimPrefix(t.name, s.ks+"."), `"`)
+		name = strings.TrimSuffix(name, `"`)
+		dst, err := s.rebuild(ctx, "key:"+strings.Join(pk, ","), name, cols, nil)
 		if err != nil {
 			return err
 		}
-		if c.PK {
-			pk = append(pk, c.Name)
+		if dst != nil {
+			t.columns, t.pk = dst.columns, dst.pk
+		}
+		pk = nil
+	}
+	for _, c := range cols {
+		typ, err := CQLType(c.Kind)
+		if err != nil {
+			return err
 		}
 		have, ok := t.columns[c.Name]
 		switch {

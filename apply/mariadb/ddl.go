@@ -5,16 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/music-coord/music/apply"
+	"github.com/music-coord/music/internal/ddl"
 )
 
-// ddlKinds are the statement verbs the sink replays.
-var ddlKinds = map[string]bool{"CREATE": true, "ALTER": true, "DROP": true, "RENAME": true, "TRUNCATE": true}
+// ddlKinds are the event kinds the sink replays: table statements by verb, database
+// statements, and opaque ones (MariaDB-only syntax the parser did not take: MariaDB does).
+var ddlKinds = map[string]bool{"CREATE": true, "ALTER": true, "DROP": true, "RENAME": true, "TRUNCATE": true,
+	ddl.CreateDatabase: true, ddl.AlterDatabase: true, ddl.DropDatabase: true, ddl.Opaque: true}
 
 // alreadyDone are server errors that mean a re-run DDL finds its effect already there:
 // database/table exists or is unknown, duplicate column/key, cannot drop a missing one.
@@ -27,7 +29,7 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 		return apply.Result{Duplicates: 1}, nil // it ran here already (running it again could TRUNCATE later rows)
 	}
 	kind := strings.ToUpper(strings.TrimSpace(e.DDL.Kind))
-	if !ddlKinds[kind] {
+	if !ddlKinds[kind] || ddl.Parse(e.Source.DB, e.DDL.Statement).Kind == "" {
 		return apply.Result{}, fmt.Errorf("%w: ddl %s from %s: kind %q is not replayed: %q", apply.ErrRefused,
 			tx.ID, tx.Origin, e.DDL.Kind, e.DDL.Statement)
 	}
@@ -40,7 +42,11 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 	if done > 0 {
 		return apply.Result{Duplicates: 1}, nil
 	}
-	outcome, err := s.runDDL(ctx, tx, true)
+	// The DDL of a transaction with rows (CREATE TABLE ... SELECT, published as
+	// "<gtid>/ddl") leaves the GTID to its rows: it runs in the local domain, flagged
+	// skip_replication, like a resync.
+	part := tx.ID != e.Source.GTID
+	outcome, err := s.runDDL(ctx, tx, !part)
 	if errNumber(err) == errGTIDOutOfOrder {
 		outcome, err = s.runDDL(ctx, tx, false)
 	}
@@ -54,8 +60,12 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 
 func (s *Sink) runDDL(ctx context.Context, tx *apply.Txn, useSeq bool) (outcome string, err error) {
 	e := tx.Events[0]
+	setup := replaySetup(tx, useSeq)
+	if tx.ID != e.Source.GTID {
+		setup = localReplay
+	}
 	// The connection is discarded afterwards (discard): USE cannot be undone.
-	err = s.withSession(ctx, replaySetup(tx, useSeq), true, func(conn *sql.Conn) error {
+	err = s.withSession(ctx, setup, true, func(conn *sql.Conn) error {
 		if e.Source.DB != "" {
 			db, err := quote(e.Source.DB)
 			if err != nil {
@@ -87,11 +97,9 @@ func (s *Sink) runDDL(ctx context.Context, tx *apply.Txn, useSeq bool) (outcome 
 	return outcome, err
 }
 
-var createDatabaseRE = regexp.MustCompile(`(?is)^\s*CREATE\s+(DATABASE|SCHEMA)\b`)
-
 // use makes db the session's database. A database missing here (capture does not publish
 // CREATE DATABASE when filtering by table) is created first, outside the binlog, unless
-// the statement is itself the CREATE DATABASE.
+// the statement is itself the CREATE or DROP DATABASE.
 func (s *Sink) use(ctx context.Context, conn *sql.Conn, db, stmt string) error {
 	_, err := conn.ExecContext(ctx, "USE "+db)
 	if errNumber(err) != 1049 {
@@ -100,7 +108,7 @@ func (s *Sink) use(ctx context.Context, conn *sql.Conn, db, stmt string) error {
 		}
 		return nil
 	}
-	if createDatabaseRE.MatchString(stmt) {
+	if k := ddl.Parse("", stmt).Kind; k == ddl.CreateDatabase || k == ddl.DropDatabase {
 		return nil
 	}
 	for _, q := range []string{"SET SESSION sql_log_bin=0", "CREATE DATABASE IF NOT EXISTS " + db, "SET SESSION sql_log_bin=1", "USE " + db} {

@@ -21,7 +21,9 @@
 // pre-normalisation of MariaDB-only syntax that does not change which tables are touched:
 // CREATE OR REPLACE (reported as Replace), WITH/WITHOUT SYSTEM VERSIONING,
 // ADD/DROP SYSTEM VERSIONING, PERIOD FOR SYSTEM_TIME, WAIT n/NOWAIT, ALTER ONLINE TABLE,
-// column attributes INVISIBLE and COMPRESSED. The normalised text only serves the
+// column attributes INVISIBLE and COMPRESSED, the column types INET4, INET6 and UUID,
+// ALGORITHM=NOCOPY, the table options ENCRYPTED, ENCRYPTION_KEY_ID, PAGE_CHECKSUM and
+// IETF_QUOTES. The normalised text only serves the
 // classification: the statement replayed is always the original one.
 //
 // A statement still refused that starts like a data-definition statement (CREATE, ALTER,
@@ -266,7 +268,11 @@ var (
 		regexp.MustCompile(`(?i)\b(?:WAIT\s+\d+|NOWAIT)\b`),
 		regexp.MustCompile(`(?i)\bINVISIBLE\b`),
 		regexp.MustCompile(`(?i)\bCOMPRESSED\b`),
+		regexp.MustCompile(`(?i)\b(?:ENCRYPTED|ENCRYPTION_KEY_ID|PAGE_CHECKSUM|IETF_QUOTES)\s*=?\s*\w+`),
 	}
+	// MariaDB-only column types (after a column name) and ALGORITHM=NOCOPY.
+	mariadbTypes = regexp.MustCompile("(?i)((?:`[^`]*`|\\w+)\\s+)(?:INET6|INET4|UUID)\\b")
+	nocopy       = regexp.MustCompile(`(?i)\bALGORITHM\s*=?\s*NOCOPY\b`)
 	alterOnline = regexp.MustCompile(`(?is)^(\s*ALTER\s+)(?:ONLINE\s+|IGNORE\s+)+(TABLE\b)`)
 	leadingDDL  = regexp.MustCompile(`(?is)^\s*(?:/\*.*?\*/\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b(.*)$`)
 	notData     = regexp.MustCompile(`(?is)^\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:SQL\s+SECURITY\s+\w+\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?(?:AGGREGATE\s+)?(VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT|USER|ROLE|SERVER|PACKAGE|LOGFILE|TABLESPACE)\b`)
@@ -279,6 +285,8 @@ func normalise(stmt string) (string, bool) {
 	replace := orReplace.MatchString(s)
 	s = orReplace.ReplaceAllString(s, "${1}")
 	s = alterOnline.ReplaceAllString(s, "${1}${2}")
+	s = mariadbTypes.ReplaceAllString(s, "${1}VARCHAR(64)")
+	s = nocopy.ReplaceAllString(s, "ALGORITHM=INPLACE")
 	for _, re := range mariadbNoise {
 		s = re.ReplaceAllString(s, " ")
 	}
