@@ -273,9 +273,9 @@ var (
 	// MariaDB-only column types (after a column name) and ALGORITHM=NOCOPY.
 	mariadbTypes = regexp.MustCompile("(?i)((?:`[^`]*`|\\w+)\\s+)(?:INET6|INET4|UUID)\\b")
 	nocopy       = regexp.MustCompile(`(?i)\bALGORITHM\s*=?\s*NOCOPY\b`)
-	alterOnline = regexp.MustCompile(`(?is)^(\s*ALTER\s+)(?:ONLINE\s+|IGNORE\s+)+(TABLE\b)`)
-	leadingDDL  = regexp.MustCompile(`(?is)^\s*(?:/\*.*?\*/\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b(.*)$`)
-	notData     = regexp.MustCompile(`(?is)^\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:SQL\s+SECURITY\s+\w+\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?(?:AGGREGATE\s+)?(VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT|USER|ROLE|SERVER|PACKAGE|LOGFILE|TABLESPACE)\b`)
+	alterOnline  = regexp.MustCompile(`(?is)^(\s*ALTER\s+)(?:ONLINE\s+|IGNORE\s+)+(TABLE\b)`)
+	leadingDDL   = regexp.MustCompile(`(?is)^\s*(?:/\*.*?\*/\s*)*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b(.*)$`)
+	notData      = regexp.MustCompile(`(?is)^\s*(?:OR\s+REPLACE\s+)?(?:DEFINER\s*=\s*\S+\s+)?(?:SQL\s+SECURITY\s+\w+\s+)?(?:ALGORITHM\s*=\s*\w+\s+)?(?:AGGREGATE\s+)?(VIEW|PROCEDURE|FUNCTION|TRIGGER|EVENT|USER|ROLE|SERVER|PACKAGE|LOGFILE|TABLESPACE)\b`)
 )
 
 // normalise rewrites MariaDB-only syntax into what the TiDB parser accepts; replace tells
