@@ -5,6 +5,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/music-coord/music/changeevent"
@@ -154,6 +155,9 @@ func (a *assembler) drop(p *partial) {
 	a.finished.add(p.id)
 }
 
+// holds reports whether a transaction is being assembled.
+func (a *assembler) holds(id string) bool { _, ok := a.open[id]; return ok }
+
 // pending is the number of transactions being assembled.
 func (a *assembler) pending() int { return len(a.open) }
 
@@ -187,13 +191,26 @@ func (r *recent) add(k string) {
 // deliver again.
 type tracker struct {
 	mu   sync.Mutex
-	msgs map[uint64]jetstream.Msg
-	ack  func(seq uint64, m jetstream.Msg)
+	msgs map[uint64]acker
+	ack  func(seq uint64, m acker)
 }
 
+// acker is what the tracker keeps of a message: a jetstream.Msg, or only its reply
+// subject once its body is no longer needed (see lighten).
+type acker interface{ Ack() error }
+
+// replyAck acknowledges a message by its reply subject, as jetstream.Msg.Ack does, without
+// holding its body.
+type replyAck struct {
+	nc    *nats.Conn
+	reply string
+}
+
+func (a replyAck) Ack() error { return a.nc.Publish(a.reply, []byte("+ACK")) }
+
 func newTracker(onError func(error)) *tracker {
-	return &tracker{msgs: map[uint64]jetstream.Msg{},
-		ack: func(_ uint64, m jetstream.Msg) {
+	return &tracker{msgs: map[uint64]acker{},
+		ack: func(_ uint64, m acker) {
 			if err := m.Ack(); err != nil && onError != nil {
 				onError(err)
 			}
@@ -210,6 +227,21 @@ func (t *tracker) add(seq uint64, m jetstream.Msg) bool {
 	}
 	t.msgs[seq] = m
 	return true
+}
+
+// lighten keeps only the reply subject of held messages whose body has been used, so a
+// long transaction's unacknowledged messages do not keep their bodies in memory.
+func (t *tracker) lighten(nc *nats.Conn, seqs ...uint64) {
+	if nc == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range seqs {
+		if m, ok := t.msgs[s].(jetstream.Msg); ok && m != nil && m.Reply() != "" {
+			t.msgs[s] = replyAck{nc: nc, reply: m.Reply()}
+		}
+	}
 }
 
 // complete acknowledges messages whose transaction is done.
@@ -254,6 +286,16 @@ func (l *lagTracker) begin(tables []string, tsUs int64) uint64 {
 	l.next++
 	l.open[l.next] = lagEntry{tables: tables, tsUs: tsUs}
 	return l.next
+}
+
+// extend adds tables to an open entry (a streamed transaction met a new table).
+func (l *lagTracker) extend(tok uint64, tables ...string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e, ok := l.open[tok]; ok {
+		e.tables = append(append([]string(nil), e.tables...), tables...)
+		l.open[tok] = e
+	}
 }
 
 func (l *lagTracker) end(tok uint64) {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/music-coord/music/changeevent"
 )
 
@@ -201,7 +199,7 @@ func TestQuarantineSet(t *testing.T) {
 func TestTrackerAcksEachDoneMessage(t *testing.T) {
 	var acked []uint64
 	tr := newTracker(nil)
-	tr.ack = func(seq uint64, _ jetstream.Msg) { acked = append(acked, seq) }
+	tr.ack = func(seq uint64, _ acker) { acked = append(acked, seq) }
 	for _, s := range []uint64{1, 2, 3, 4} {
 		tr.add(s, nil)
 	}

@@ -16,10 +16,52 @@
 // events with indexes 0 .. Total-1, Total known from any of its events: a buffered
 // transaction (up to capture's 10,000 events) carries it on every event, a streamed one
 // (more events) carries Total 0 on every event but the Last, which carries the total. A
-// transaction reaches the sinks only when complete, so a sink sees it all or not at all.
+// buffered transaction reaches the sinks only when complete, so a sink sees it all or not
+// at all; a streamed one is applied message by message (below), still all or nothing.
 // Snapshot rows (op r, Transaction.ID "snapshot:<db>.<table>:<ms>", Total 0) belong to no
 // transaction: each message's rows are applied at once as independent rows
 // (NewSnapshotTxns: the resync path, every row with its own version from its Source).
+//
+// # Streamed transactions
+//
+// A transaction whose first message starts with index 0, Total 0 and does not end it
+// (capture streamed it: over 10,000 events) is applied in streaming mode, in memory
+// independent of its size:
+//
+//   - it is a barrier in the scheduler: it waits for every earlier transaction of the
+//     origin, and every later one waits for it;
+//   - its messages are decoded one at a time, in Transaction.Index order (they are
+//     consecutive in the stream), and handed to the task applying it through an unbuffered
+//     channel: the consumer waits while the sinks work (back-pressure). Each sink gets a
+//     Stream (StreamSink.BeginStream) and every message's events (Stream.Apply), then
+//     Commit after the Last event. A sink that is not a StreamSink gets the whole
+//     transaction at Commit (held in memory, as before);
+//   - the messages stay unacknowledged until every sink committed; the tracker keeps only
+//     their reply subjects, not their bodies. A copy of a message already applied (another
+//     stream sequence) and redeliveries of held messages are dropped. A message of a
+//     transaction not held whose first event is past index 0 (Total 0, or the Last) is the
+//     rest of a transaction whose first messages were acknowledged, i.e. applied by every
+//     sink: it is acknowledged (a crash while a transaction's acknowledgements went out);
+//   - a failed attempt aborts every sink's Stream (apply/mariadb rolls its transaction
+//     back) and, after the usual backoff, starts again from the first message, read again
+//     from JetStream by stream sequence (the sequences are all that is kept). Outages are
+//     retried forever; other failures quarantine the transaction's tables after
+//     MaxRetries; a refusal, a malformed message or a quarantined table gives it up at once
+//     (tables met later in the transaction are quarantined as its remaining messages come,
+//     and acknowledged). A crash or a stopped Run acknowledges nothing, so the transaction
+//     is redelivered and applied again whole;
+//   - apply/mariadb replays it in one local transaction on one session, each message
+//     through the same per-row rule (row_versions locked FOR UPDATE) as a whole
+//     transaction; it is invisible at the site until committed. apply/cassandra writes
+//     each message as it comes under the transaction's write timestamp: the MUSIC store
+//     shows a huge transaction's rows progressively, and writing them again is a no-op;
+//   - while its messages come it counts as assembling (OriginStatus.Assembling), its
+//     tables lag by its age until it is committed, and its messages count as pending.
+//
+// Its messages must fit in MaxAckPending (all are unacknowledged until the commit): with
+// the default 20000 and capture's 500 events a message, 10,000,000 events. A streamed
+// transaction that reaches MaxAckPending messages before its last is given up like one
+// that cannot be assembled (below).
 //
 // The durable consumer (one per local site and origin) uses AckExplicit: every message is
 // acknowledged on its own once its transaction is done, i.e. every sink committed it, or it
@@ -29,13 +71,12 @@
 // recreated after its acknowledged floor, so they come again at once rather than after
 // AckWait.
 //
-// Memory: a transaction that arrives in one message is decoded once. One spread over
-// several messages is held as its message bodies (which the unacknowledged messages hold
-// anyway: about its encoded size, a few hundred bytes a row) and decoded again, whole,
-// when it completes; the decoded transaction (a few times the encoded size) lives until
-// every sink has it. A 1,000,000-row transaction therefore needs about its encoded size
-// while it streams in and some GB while it is applied; apply does not stream a transaction
-// into the sinks piecewise.
+// Memory: a transaction that arrives in one message is decoded once. A buffered one
+// spread over several messages (at most 10,000 events) is held as its message bodies and
+// decoded again, whole, when it completes; the decoded transaction lives until every sink
+// has it. A streamed transaction holds one or two decoded messages at a time, and its
+// stream sequences (see Streamed transactions): a 1,000,000-row transaction is applied in
+// about the memory of a 10,000-row one.
 //
 // # Ordering and parallelism
 //
@@ -112,6 +153,10 @@
 //
 // # Known limits
 //
+// A row changed in two messages of one streamed transaction is written twice to the MUSIC
+// store with the same write timestamp, and Cassandra keeps the greater value (see
+// apply/cassandra). apply/mariadb replays streamed transactions without foreign key
+// checks (no cascades).
 // One worker per (local site, origin): two running on the same durable consumer would
 // split its messages, and neither could assemble a transaction.
 // Events written before the commit clock existed (no ts_us) carry whole seconds: in the

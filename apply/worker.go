@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -172,6 +173,9 @@ type run struct {
 	// acknowledged and their tables quarantined too.
 	abandoned  map[string]string
 	assembling atomic.Int64
+	// streamed transactions being applied chunk by chunk (see stream.go), by Transaction.ID
+	streams map[string]*streamTxn
+	nc      *nats.Conn // for acknowledgements that keep no message body (tracker.lighten)
 }
 
 // Run consumes and applies until ctx ends, then waits for running applies to stop and
@@ -215,7 +219,7 @@ func (w *Worker) consume(ctx context.Context, rp **run) error {
 		*rp = &run{asm: newAssembler(100000), sched: newScheduler(w.cfg.MaxInFlight, w.cfg.Workers), cons: cons,
 			track: newTracker(func(err error) { w.log.Debug("ack failed", zap.Error(err)) }), lag: newLagTracker(),
 			joiner: changeevent.NewJoiner(), partSeqs: map[string][]uint64{}, partsDone: newRecent(100000),
-			abandoned: map[string]string{}}
+			abandoned: map[string]string{}, streams: map[string]*streamTxn{}, nc: w.js.Conn()}
 		go w.poll(ctx, *rp)
 	}
 	r := *rp
@@ -344,6 +348,9 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 		return w.snapshot(ctx, r, events, seqs)
 	}
 	id := events[0].Transaction.ID
+	if st := r.streams[id]; st != nil {
+		return w.feedStream(ctx, r, st, events, seqs)
+	}
 	if why, ok := r.abandoned[id]; ok { // the rest of a transaction given up (counted once)
 		for _, t := range tablesOf(events) {
 			if w.quar.Quarantine(t, fmt.Sprintf("gtid %s: %s", events[0].Source.GTID, why)) {
@@ -353,6 +360,19 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 		}
 		r.track.complete(seqs...)
 		return nil
+	}
+	if !r.asm.holds(id) && !r.asm.finished.has(id) {
+		switch {
+		case streamStart(events):
+			return w.startStream(ctx, r, events, seqs)
+		case remnant(events):
+			// The rest of a transaction whose first messages were acknowledged, i.e. applied
+			// by every sink (a crash or lost acknowledgements between its messages' acks).
+			w.log.Info("rest of an applied transaction acknowledged", zap.String("gtid", id),
+				zap.Int("first_index", events[0].Transaction.Index), zap.Uint64s("seqs", seqs))
+			r.track.complete(seqs...)
+			return nil
+		}
 	}
 	done, p, created, dup, err := r.asm.add(events, body, seqs)
 	if created && done == nil {
@@ -522,19 +542,7 @@ func (w *Worker) applyOne(ctx context.Context, s Sink, tx *Txn, tables []string)
 		case ctx.Err() != nil:
 			return stopped
 		}
-		w.metrics.Errors.WithLabelValues(w.cfg.Origin, s.Name()).Inc()
-		transient := Transient(err)
-		w.status.update(func(st *OriginStatus) {
-			now := time.Now()
-			st.LastError, st.LastErrorAt = err.Error(), now
-			for _, t := range tables {
-				ts := st.Tables[t]
-				ts.Failures++
-				ts.Retrying = true
-				ts.LastError, ts.LastErrorAt = fmt.Sprintf("gtid %s attempt %d on %s: %v", tx.ID, attempt, s.Name(), err), now
-				st.Tables[t] = ts
-			}
-		})
+		transient := w.failed(s.Name(), tx.ID, tables, attempt, err)
 		if attempt >= w.cfg.MaxRetries && !transient {
 			w.giveUp(tables, tx.ID, tx.Version.TsUs, tx.Events,
 				fmt.Errorf("%s failed %d times: %w", s.Name(), attempt, err))
@@ -548,6 +556,23 @@ func (w *Worker) applyOne(ctx context.Context, s Sink, tx *Txn, tables []string)
 		}
 		backoff = min(backoff*2, w.cfg.MaxRetryBackoff)
 	}
+}
+
+// failed records a failed attempt (metric, status) and reports whether err is an outage.
+func (w *Worker) failed(sink, gtid string, tables []string, attempt int, err error) (transient bool) {
+	w.metrics.Errors.WithLabelValues(w.cfg.Origin, sink).Inc()
+	w.status.update(func(st *OriginStatus) {
+		now := time.Now()
+		st.LastError, st.LastErrorAt = err.Error(), now
+		for _, t := range tables {
+			ts := st.Tables[t]
+			ts.Failures++
+			ts.Retrying = true
+			ts.LastError, ts.LastErrorAt = fmt.Sprintf("gtid %s attempt %d on %s: %v", gtid, attempt, sink, err), now
+			st.Tables[t] = ts
+		}
+	})
+	return Transient(err)
 }
 
 func (w *Worker) count(s Sink, tx *Txn, tables []string, res Result) {
@@ -569,16 +594,22 @@ func (w *Worker) count(s Sink, tx *Txn, tables []string, res Result) {
 
 // applied records lag and progress once every sink has tx, and clears its tables' errors.
 func (w *Worker) applied(tx *Txn, tables []string) {
+	rows := map[string]uint64{}
+	for _, e := range tx.Events {
+		rows[tableOf(e)]++
+	}
+	w.appliedRows(tx, tables, rows)
+}
+
+// appliedRows is applied with the rows per table counted by the caller (a streamed
+// transaction's events are gone by then).
+func (w *Worker) appliedRows(tx *Txn, tables []string, rows map[string]uint64) {
 	now := time.Now()
 	lag := (now.UnixMicro() - tx.Version.TsUs) / 1000
 	if tx.Resync { // snapshot rows: each its own version
 		lag = (now.UnixMicro() - commitUs(tx.Events[len(tx.Events)-1].Source)) / 1000
 	}
 	w.metrics.Lag.WithLabelValues(w.cfg.Origin).Observe(float64(lag) / 1000)
-	rows := map[string]uint64{}
-	for _, e := range tx.Events {
-		rows[tableOf(e)]++
-	}
 	w.status.update(func(st *OriginStatus) {
 		st.Applied++
 		for _, table := range tables {

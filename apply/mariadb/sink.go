@@ -272,6 +272,7 @@ type plan struct {
 	last    map[metaKey]apply.RowChange
 	multi   []*changeevent.Event // changes of tables without a primary key, see multiset.go
 	fk      bool                 // a table has foreign keys: replay with foreign_key_checks=1
+	again   bool                 // a later chunk of a streamed transaction, see stream.go
 }
 
 // version is a change's version and where it comes from.
@@ -354,7 +355,7 @@ func (s *Sink) applyTx(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn, p *pla
 	for _, k := range p.keys {
 		st, in := current[k], p.ver[k]
 		switch c := in.v.Compare(st.version); {
-		case st.absent || c > 0:
+		case st.absent || c > 0 || c == 0 && p.again:
 			win[k] = true
 		case c == 0:
 			res.Duplicates++
