@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -30,7 +31,7 @@ import (
 //   - A changed primary key rebuilds the table the same way (through a temporary table,
 //     then back under its name with the new key). A renamed column (RENAME COLUMN,
 //     CHANGE) has its values copied to the new column, each with the row's write
-//     timestamp, and the old column is dropped.
+//     timestamp; the old column stays, unused, as a dropped column does.
 //   - DROP TABLE (one or more), TRUNCATE, DROP DATABASE (every table of the database)
 //     are mirrored; CREATE/ALTER DATABASE need nothing.
 //   - Anything else is refused (apply.ErrRefused naming the statement): a statement the
@@ -42,7 +43,8 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 	e := tx.Events[0]
 	db, tbl, stmt := e.Source.DB, e.Source.Table, e.DDL.Statement
 	refuse := func(why string) (apply.Result, error) {
-		return apply.Result{}, fmt.Errorf("%w: ddl %s from %s not mirrored in the MUSIC store (%s): %q", apply.ErrRefused, tx.ID, tx.Origin, why, stmt)
+		// The statement comes first: `music status` shows the start of the error.
+		return apply.Result{}, fmt.Errorf("%w: ddl %q (%s from %s) not mirrored in the MUSIC store: %s", apply.ErrRefused, stmt, tx.ID, tx.Origin, why)
 	}
 	info := ddl.Parse(db, stmt)
 	prog, err := s.ddlProgress(ctx, tx)
@@ -109,6 +111,9 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 		colRenames[c.From] = c.To
 	}
 	named := func(err error) (apply.Result, error) {
+		if errors.Is(err, apply.ErrRefused) {
+			return refuse(strings.TrimPrefix(err.Error(), apply.ErrRefused.Error()+": "))
+		}
 		return apply.Result{}, fmt.Errorf("%w (ddl %s from %s: %q)", err, tx.ID, tx.Origin, stmt)
 	}
 	rebuilt, err := s.rebuildIfKeyChanged(ctx, tx, final, e.Columns, colRenames)
@@ -362,7 +367,8 @@ func (s *Sink) rebuild(ctx context.Context, id, name string, cols []changeevent.
 }
 
 // renameColumns copies each renamed column's values to its new column, with each row's
-// write timestamp, then drops the old column.
+// write timestamp. The old column stays, as a dropped column does (Cassandra 5 fails reads
+// of a table whose dropped column still has data in memtables: "is not a subset of").
 func (s *Sink) renameColumns(ctx context.Context, n ddl.Name, renames []ddl.ColumnRename, cols []changeevent.Column) error {
 	t, err := s.describeName(ctx, TableName(n.DB, n.Table))
 	if err != nil || len(t.columns) == 0 {
@@ -390,9 +396,6 @@ func (s *Sink) renameColumns(ctx context.Context, n ddl.Name, renames []ddl.Colu
 		}
 		if _, err := s.copyRows(ctx, src, dst, map[string]string{r.From: r.To}); err != nil {
 			return err
-		}
-		if err := s.session.Query(`ALTER TABLE ` + t.name + ` DROP "` + r.From + `"`).WithContext(ctx).Exec(); err != nil {
-			return fmt.Errorf("cassandra: drop column %s.%s: %w", t.name, r.From, err)
 		}
 		s.log.Info("music store column renamed", zap.String("table", t.name), zap.String("from", r.From), zap.String("to", r.To))
 	}

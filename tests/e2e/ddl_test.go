@@ -96,7 +96,7 @@ func TestDDLMirrored(t *testing.T) {
 			"INSERT INTO rp VALUES (2,'b')",
 			"ALTER DATABASE `"+db+"` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
 		d.identical(t, "lk", 5)
-		d.identical(t, "cs", 5)
+		d.identical(t, "cs", 6)
 		d.identical(t, "tr", 1)
 		d.identical(t, "rp", 1)
 		testenv.Eventually(t, time.Minute, func() error {
