@@ -132,13 +132,19 @@
 //     Other tables go on. A restart of capture, or a CREATE/TRUNCATE/DROP of the table,
 //     resumes it; then resnapshot it (music capture --snapshot db.table) for the rows
 //     changed while it was stopped.
-//   - Schema history: each DDL (CREATE, ALTER, DROP, RENAME, TRUNCATE; CREATE/DROP INDEX as
-//     ALTER) of a captured table is stored under its GTID with information_schema's columns as read when capture
-//     processed it, and published as an OpDDL event on its table's subject. SchemaVersion
-//     of a row event is the GTID of the table's last DDL at that point of the binlog ("" for
-//     a table with no DDL seen). information_schema only refines SQL types (and tells JSON
-//     from LONGTEXT); when it does not match the binlog's columns the binlog's types are
-//     used. Database-level DDL is not published.
+//   - Schema history: each DDL statement is classified with the TiDB parser
+//     (internal/ddl: kind, every table touched, renames in order, column renames, key
+//     changes, database DDL) and published as exactly one OpDDL event: on its table's
+//     subject, or on db.* for database DDL and for statements the parser cannot read
+//     (opaque: replayed verbatim at MariaDB, refused visibly by the store). A multi-table
+//     RENAME (a swap included) is one event; the history of every table follows the
+//     renames in statement order. A CREATE TABLE ... SELECT is published as its own DDL
+//     transaction (<gtid>/ddl) before its rows. Each table's history is stored under the
+//     GTID with information_schema's columns as read when capture processed it.
+//     SchemaVersion of a row event is the GTID of the table's last DDL at that point of the
+//     binlog ("" for a table with no DDL seen). information_schema only refines SQL types
+//     (and tells JSON from LONGTEXT); when it does not match the binlog's columns the
+//     binlog's types are used.
 //   - Tables without primary key are published with all columns as Key, logged once as a
 //     warning and counted by music_capture_tables_without_pk.
 //   - Snapshot: see Capturer.Snapshot (consistent, lock-free, chunked, no gap). A snapshot
