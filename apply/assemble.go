@@ -257,6 +257,25 @@ func (t *tracker) complete(seqs ...uint64) {
 	}
 }
 
+// progress tells JetStream that held messages are still being worked on, which resets
+// their AckWait: a streamed transaction applied for longer than AckWait is not
+// redelivered meanwhile.
+func (t *tracker) progress(nc *nats.Conn, seqs ...uint64) {
+	for _, s := range seqs {
+		t.mu.Lock()
+		m := t.msgs[s]
+		t.mu.Unlock()
+		switch m := m.(type) {
+		case replyAck:
+			_ = m.nc.Publish(m.reply, []byte("+WPI"))
+		case jetstream.Msg:
+			if m != nil {
+				_ = m.InProgress()
+			}
+		}
+	}
+}
+
 // held is the number of delivered, unacknowledged messages.
 func (t *tracker) held() int {
 	t.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -242,12 +243,14 @@ type streamRun struct {
 	st      *streamTxn
 	tok     uint64
 	got     [][]uint64 // stream sequences of each message received, in order
+	mu      sync.Mutex // seqs: read by the progress ticker
 	seqs    []uint64   // all of them
 	final   bool       // the last message was received
 	tables  []string
 	tableIn map[string]bool
 	rows    map[string]uint64
 	store   jetstream.Stream // to read received messages again for a retry
+	stop    func()           // stops the progress ticker
 }
 
 // streamFailure says which sink (or "stream": reading a message again) failed, with the
@@ -272,8 +275,29 @@ func (w *Worker) runStream(ctx context.Context, r *run, st *streamTxn, tok uint6
 	giveUp := func(why string) {
 		st.why = why
 		r.lag.end(tok)
+		stopProgressNow(sr)
 		r.track.complete(sr.seqs...)
 	}
+	// Its messages stay unacknowledged for as long as it takes: keep JetStream from
+	// redelivering them every AckWait meanwhile.
+	pctx, stopProgress := context.WithCancel(ctx)
+	defer stopProgress()
+	sr.stop = stopProgress
+	go func() {
+		t := time.NewTicker(max(w.cfg.AckWait/3, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+				sr.mu.Lock()
+				seqs := append([]uint64(nil), sr.seqs...)
+				sr.mu.Unlock()
+				r.track.progress(r.nc, seqs...)
+			}
+		}
+	}()
 	backoff := w.cfg.RetryBackoff
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
@@ -286,6 +310,7 @@ func (w *Worker) runStream(ctx context.Context, r *run, st *streamTxn, tok uint6
 			}
 			w.appliedRows(hdr, sr.tables, sr.rows)
 			r.lag.end(tok)
+			stopProgressNow(sr)
 			r.track.complete(sr.seqs...)
 			w.log.Info("streamed transaction applied", zap.String("gtid", hdr.ID), zap.Int("messages", len(sr.seqs)),
 				zap.Int("attempts", attempt), zap.Duration("took", time.Since(start)))
@@ -404,7 +429,9 @@ func (sr *streamRun) attempt(ctx context.Context) ([]Result, *streamFailure) {
 // and row counts.
 func (sr *streamRun) receive(c streamChunk) {
 	sr.final = c.final
+	sr.mu.Lock()
 	sr.seqs = append(sr.seqs, c.seqs...)
+	sr.mu.Unlock()
 	if c.err == nil {
 		sr.got = append(sr.got, c.seqs)
 	}
@@ -455,6 +482,14 @@ func (sr *streamRun) reread(ctx context.Context, seqs []uint64) ([]*changeevent.
 		return nil, fmt.Errorf("%w: messages %v do not hold a whole message body", ErrMalformed, seqs)
 	}
 	return changeevent.DecodeMessage(body)
+}
+
+// stopProgressNow stops the progress ticker before the messages are acknowledged (an
+// in-progress signal after the acknowledgement is ignored by JetStream anyway).
+func stopProgressNow(sr *streamRun) {
+	if sr.stop != nil {
+		sr.stop()
+	}
 }
 
 func (r Result) add(o Result) Result {
