@@ -25,10 +25,11 @@ func TestMetricsAndStatus(t *testing.T) {
 	prefix := testenv.Prefix(t)
 	x := newOrigin(t, js, prefix, "x", 10)
 	kv := applytest.KV(db)
-	nopk := applytest.Table{DB: db, Name: "nopk", Columns: []changeevent.Column{{Name: "a", Kind: changeevent.KindInt}}}
+	// A table name MariaDB cannot hold: the sink refuses its change.
+	bad := applytest.Table{DB: db, Name: "bad`name", Columns: []changeevent.Column{{Name: "a", Kind: changeevent.KindInt, PK: true}}}
 	publish(t, js, x.Tx(time.Now().UnixMilli()-5000, kv.Insert(applytest.Row(1, "new")))...)
 	publish(t, js, x.Tx(time.Now().UnixMilli()-9000, kv.Update(applytest.Row(1, "new"), applytest.Row(1, "older")))...)
-	publish(t, js, x.Tx(time.Now().UnixMilli(), nopk.Insert(changeevent.Row{"a": int64(1)}))...)
+	publish(t, js, x.Tx(time.Now().UnixMilli(), bad.Insert(changeevent.Row{"a": int64(1)}))...)
 	reg := prometheus.NewRegistry()
 	m := apply.NewMetrics(reg)
 	w, _ := startWith(t, js, site.Name, x, m, openSink(t, site))
@@ -47,7 +48,7 @@ func TestMetricsAndStatus(t *testing.T) {
 		{"rows applied", m.Rows.WithLabelValues(x.Name, "mariadb", "applied"), 1},
 		{"rows conflict", m.Rows.WithLabelValues(x.Name, "mariadb", "conflict"), 1},
 		{"conflicts", m.Conflicts.WithLabelValues(x.Name, db+".kv", "mariadb"), 1},
-		{"refused", m.Refused.WithLabelValues(x.Name, db+".nopk", "mariadb"), 1},
+		{"refused", m.Refused.WithLabelValues(x.Name, db+".bad`name", "mariadb"), 1},
 		{"pending", m.Pending.WithLabelValues(x.Name), 0},
 	}
 	for _, c := range checks {
@@ -59,8 +60,8 @@ func TestMetricsAndStatus(t *testing.T) {
 		t.Errorf("lag histogram series = %d, want 1", n)
 	}
 	st := w.Status()
-	if st.Refused != 1 || !strings.Contains(st.LastError, "no primary key") || st.Tables[db+".kv"].Conflicts != 1 {
-		t.Fatalf("status %+v: want 1 refusal naming the missing primary key and 1 conflict on kv", st)
+	if st.Refused != 1 || !strings.Contains(st.LastError, "cannot be quoted") || st.Tables[db+".kv"].Conflicts != 1 {
+		t.Fatalf("status %+v: want 1 refusal naming the bad identifier and 1 conflict on kv", st)
 	}
 	// The last kv transaction committed 9 s before it was applied: that is its lag, until
 	// the worker sees nothing pending and reports 0.
