@@ -29,6 +29,7 @@ type verifyConfig struct {
 	Sites          []string `yaml:"sites"` // name=DSN
 	CassandraHosts []string `yaml:"cassandra_hosts"`
 	Keyspace       string   `yaml:"cassandra_keyspace"`
+	Show           int      `yaml:"show"` // differing rows to print per copy
 }
 
 func (c *verifyConfig) Validate() error {
@@ -58,6 +59,7 @@ func runVerify(args []string) int {
 	fs.Var(listFlag{&cfg.Sites}, "site", "site as name=DSN (repeatable)")
 	fs.Var(listFlag{&cfg.CassandraHosts}, "cassandra-hosts", "MUSIC store contact points (empty: sites only)")
 	fs.StringVar(&cfg.Keyspace, "cassandra-keyspace", cfg.Keyspace, "MUSIC store keyspace")
+	fs.IntVar(&cfg.Show, "show", 3, "differing rows to print per copy (0: none)")
 	if code, ok := parseFlags("verify", fs, args, cfg); !ok {
 		return code
 	}
@@ -97,6 +99,12 @@ func runVerify(args []string) int {
 			lacks, extra := setDiff(sets[names[0]], sets[names[i+1]])
 			fmt.Printf("  %s vs %s: %d rows of %s not found as such, %d rows not in %s\n",
 				names[i+1], names[0], lacks, names[0], extra, names[0])
+			for _, r := range examples(sets[names[0]], sets[names[i+1]], cfg.Show) {
+				fmt.Printf("    only in %s: %s\n", names[0], r)
+			}
+			for _, r := range examples(sets[names[i+1]], sets[names[0]], cfg.Show) {
+				fmt.Printf("    only in %s: %s\n", names[i+1], r)
+			}
 		}
 	}
 	if different {
@@ -126,6 +134,30 @@ func setDiff(a, b map[string]int) (lacks, extra int) {
 		extra += max(n-a[r], 0)
 	}
 	return lacks, extra
+}
+
+// examples returns up to n rows of a (sorted) that b does not hold as often.
+func examples(a, b map[string]int, n int) []string {
+	var out []string
+	for r, k := range a {
+		if k > b[r] {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	if len(out) > n {
+		out = out[:n]
+	}
+	for i, r := range out { // long values cut, so every column shows
+		fields := strings.Split(r, ";")
+		for j, f := range fields {
+			if len(f) > 80 {
+				fields[j] = f[:77] + "..."
+			}
+		}
+		out[i] = strings.Join(fields, ";")
+	}
+	return out
 }
 
 // digest hashes rows (each already a canonical text) independently of their order.
