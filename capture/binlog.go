@@ -50,6 +50,7 @@ type reader struct {
 
 	txn  txnState
 	snap *snapshotState
+	xa   xaState // prepared XA transactions waiting for their completion (see xa.go)
 
 	// db checks for a gap before the session's first transaction of the own domain: it
 	// must follow start (the checkpoint's own GTID, nil if none), see Capturer.checkGap.
@@ -72,6 +73,10 @@ type txnState struct {
 	streamed   bool
 	tables     map[string]struct{}
 	touched    []snapTouch // keys of snapshotting tables changed by the transaction
+	xa         xaKind      // an XA PREPARE or XA completion group (see xa.go)
+	xid        xid         // its XID, from the GTID event
+	xidOK      bool
+	before     resumePoint // the resume point just before an XA PREPARE group
 }
 
 func (r *reader) run(ctx context.Context, streamer *replication.BinlogStreamer) error {
@@ -126,6 +131,10 @@ func (r *reader) handle(ctx context.Context, ev *replication.BinlogEvent) error 
 		return r.commit(ctx, ev)
 	case *replication.QueryEvent:
 		return r.query(ctx, ev, e)
+	case *replication.GenericEvent:
+		if ev.Header.EventType == replication.XA_PREPARE_LOG_EVENT {
+			return r.prepare(ctx, ev, e.Data)
+		}
 	case *replication.HeartbeatEvent:
 		if !r.txn.active {
 			r.c.m.LagMs.Set(0)
@@ -159,6 +168,7 @@ func (r *reader) begin(ctx context.Context, ev *replication.BinlogEvent, e *repl
 		r.txn.tables = map[string]struct{}{}
 	}
 	clear(r.txn.tables)
+	r.beginXA(ev, e)
 	switch {
 	case g.Domain != r.c.cfg.DomainID:
 		r.txn.skip = "other_domain"
@@ -276,8 +286,8 @@ func (r *reader) add(ctx context.Context, evt *changeevent.Event, subject string
 	r.txn.count++
 	r.txn.buf = append(r.txn.buf, evt)
 	r.txn.subjects = append(r.txn.subjects, subject)
-	if len(r.txn.buf) <= r.c.cfg.MaxTxnBuffer {
-		return nil
+	if len(r.txn.buf) <= r.c.cfg.MaxTxnBuffer || r.txn.xa == xaPrepare {
+		return nil // a prepared XA transaction is held whole until its XA COMMIT (xa.go)
 	}
 	if !r.txn.streamed {
 		r.txn.streamed = true
@@ -303,7 +313,8 @@ func (r *reader) stopTable(name string, err error) {
 }
 
 // commit ends the transaction: its events go out with their row count, and the batch
-// carries the position after it for the checkpoint.
+// carries the position after it for the checkpoint (or, while a prepared XA transaction
+// is open, the position before the oldest one: see reader.resume).
 func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error {
 	if !r.txn.active {
 		return nil
@@ -313,7 +324,7 @@ func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error 
 		r.pos[r.txn.gtid.Domain] = r.txn.gtid
 		r.clockUs = r.txn.tsUs
 	}
-	b := &batch{endPos: &resumePoint{Pos: r.pos.Clone(), File: r.file, Offset: r.logPos, ClockUs: r.clockUs}, txns: 1}
+	b := &batch{endPos: r.resume(), txns: 1}
 	if n := len(r.txn.buf); n > 0 {
 		total := r.txn.count
 		for _, e := range r.txn.buf {
@@ -352,6 +363,9 @@ func (r *reader) commit(ctx context.Context, ev *replication.BinlogEvent) error 
 
 func (r *reader) query(ctx context.Context, ev *replication.BinlogEvent, e *replication.QueryEvent) error {
 	q := strings.TrimSpace(string(e.Query))
+	if len(q) > 3 && strings.EqualFold(q[:3], "XA ") {
+		return r.xaQuery(ctx, ev, q)
+	}
 	switch strings.ToUpper(q) {
 	case "BEGIN":
 		return nil

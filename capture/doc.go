@@ -78,6 +78,31 @@
 //     event carries Total; a bigger one streams with bounded memory: its events carry
 //     Total 0 and the last one carries Last=true and the final Total. Only published events
 //     count (filtered tables are not in Total).
+//   - XA: XA COMMIT ... ONE PHASE is logged (and published) like any transaction. A
+//     two-phase XA transaction is two event groups in the binlog: XA PREPARE (GTID event
+//     flagged FL_PREPARED_XA with the XID, the rows, an XA_PREPARE_LOG_EVENT) and later,
+//     from any connection, also after a server restart, XA COMMIT or XA ROLLBACK (GTID
+//     event flagged FL_COMPLETED_XA, query "XA COMMIT X'..',X'..',n"). Capture keeps the
+//     prepared rows in memory (all of them: a prepare is never streamed, as it may still
+//     roll back) and publishes them at the XA COMMIT as ONE transaction under the commit
+//     group's GTID and commit time (message ids, Transaction.ID and Source.GTID are the
+//     commit's; a big one is streamed then like any other); an XA ROLLBACK publishes
+//     nothing. Transactions committed between the PREPARE and the COMMIT go out at once.
+//     Restarts: while a prepared transaction with captured rows is open, the checkpoint
+//     (position, file offset and commit clock) stays just before the oldest such prepare,
+//     so a restart reads the prepare again and the XA COMMIT finds its rows; the
+//     transactions after it that are read again carry the same message ids and the
+//     duplicate window drops them (apply is idempotent beyond it). Holding the checkpoint
+//     was chosen over storing the prepared rows in the state bucket: it needs no state of
+//     its own (prepared rows can be large, KV values are bounded, and stored buffers would
+//     need their own cleanup and consistency with the checkpoint), and it reuses the path
+//     every restart already takes. Its costs: a prepared transaction left open (never
+//     committed nor rolled back) keeps the checkpoint where it was, so restarts read the
+//     binlog from there again, and if that binlog is purged meanwhile the restart reports a
+//     purge (nothing is lost silently); prepared rows stay in memory until the completion.
+//     A transaction prepared before capture's very first start position is not published
+//     at its XA COMMIT (as any transaction written before the start); a prepare without
+//     captured rows holds nothing.
 //   - Positions: the checkpoint also stores the binlog file offset of the same point. When
 //     MariaDB refuses the GTID position although the binlog is there (error 1236 "not in
 //     the master's binlog", which happens when this site's domain got out-of-order
