@@ -29,7 +29,11 @@ import (
 //     created with the old one's columns and key, every row is copied with its own write
 //     timestamp (music_version holds it) and the old table is dropped.
 //   - A changed primary key rebuilds the table the same way (through a temporary table,
-//     then back under its name with the new key). A renamed column (RENAME COLUMN,
+//     then back under its name with the new key), when the statement changes the key and
+//     every stored row has a value for it: a DDL event's columns may show a later
+//     statement's key (see rebuildIfKeyChanged); rows, which carry the binlog's own key,
+//     rebuild it otherwise (ensureTable). Rows are not written into a table while it is
+//     rebuilt (the table's gate), and a rebuild that would lose a row is refused. A renamed column (RENAME COLUMN,
 //     CHANGE) has its values copied to the new column, each with the row's write
 //     timestamp; the old column stays, unused, as a dropped column does.
 //   - DROP TABLE (one or more), TRUNCATE, DROP DATABASE (every table of the database)
@@ -51,6 +55,23 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 	if err != nil {
 		return apply.Result{}, err
 	}
+	// The tables the statement changes are locked: no row is written into them meanwhile.
+	var locked []string
+	for _, n := range info.Tables {
+		locked = append(locked, n.String())
+	}
+	if info.Kind == ddl.DropDatabase {
+		tables, err := s.registered(ctx)
+		if err != nil {
+			return apply.Result{}, err
+		}
+		for _, n := range tables {
+			if n.DB == info.Database {
+				locked = append(locked, n.String())
+			}
+		}
+	}
+	defer s.lockTables(locked)()
 	switch info.Kind {
 	case "":
 		return refuse("not a schema change of a table or database")
@@ -116,11 +137,11 @@ func (s *Sink) applyDDL(ctx context.Context, tx *apply.Txn) (apply.Result, error
 		}
 		return apply.Result{}, fmt.Errorf("%w (ddl %s from %s: %q)", err, tx.ID, tx.Origin, stmt)
 	}
-	rebuilt, err := s.rebuildIfKeyChanged(ctx, tx, final, e.Columns, colRenames)
+	rebuilt, err := s.rebuildIfKeyChanged(ctx, tx, info, final, e.Columns, colRenames)
 	if err != nil {
 		return named(err)
 	}
-	if _, err := s.ensureTable(ctx, final.DB, final.Table, e.Columns); err != nil {
+	if _, err := s.ensureTableLocked(ctx, final.DB, final.Table, e.Columns, false); err != nil {
 		return named(err)
 	}
 	if !rebuilt && len(info.ColumnRenames) > 0 {
@@ -282,20 +303,61 @@ func (s *Sink) move(ctx context.Context, from, to ddl.Name) error {
 	return nil
 }
 
-// rebuildIfKeyChanged rebuilds db.table when the event's primary key differs from the
-// store table's (or resumes a rebuild a crash interrupted): rows go to a temporary table,
-// the table is created again with the new key and columns, rows come back (renamed
-// columns under their new names), each with its write timestamp.
-func (s *Sink) rebuildIfKeyChanged(ctx context.Context, tx *apply.Txn, n ddl.Name, cols []changeevent.Column, colRenames map[string]string) (bool, error) {
+// rebuildIfKeyChanged rebuilds db.table when the statement changes the primary key (or
+// renames a column of it) and the event's key differs from the store table's, or resumes a
+// rebuild a crash interrupted: rows go to a temporary table, the table is created again
+// with the new key and columns, rows come back (renamed columns under their new names),
+// each with its write timestamp.
+//
+// The event's columns are information_schema's when capture processed it, which may be
+// after later statements: its key may not be in force yet (a CREATE can already show the
+// key a later ALTER gives). So another statement never changes the key, and neither does
+// this one when a row of the store has no value for the event's key (a key of columns a
+// later statement fills): the store keeps its key, and the rows, which carry the binlog's
+// own key, rebuild the table when they come under the new one (ensureTable).
+func (s *Sink) rebuildIfKeyChanged(ctx context.Context, tx *apply.Txn, info *ddl.Info, n ddl.Name, cols []changeevent.Column, colRenames map[string]string) (bool, error) {
 	s.forget(n.String())
-	dst, err := s.rebuild(ctx, tx.Origin+":"+tx.ID, TableName(n.DB, n.Table), cols, colRenames)
+	name := TableName(n.DB, n.Table)
+	cur, err := s.describeName(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	change := info.PrimaryKey
+	for _, k := range cur.pk {
+		if _, ok := colRenames[k]; ok {
+			change = true
+		}
+	}
+	dst, err := s.rebuild(ctx, tx.Origin+":"+tx.ID, name, cols, colRenames, change)
+	var gap *keyGapError
+	if errors.As(err, &gap) {
+		s.log.Info("music store table keeps its primary key: the event's key is not in force yet", zap.String("table", name),
+			zap.Strings("key", cur.pk), zap.Strings("event key", gap.pk), zap.Int("rows without it", gap.rows))
+		return false, nil
+	}
 	return dst != nil, err
 }
 
+// keyGapError: rows of the store have no value for a column of the new key.
+type keyGapError struct {
+	table string
+	pk    []string
+	rows  int
+}
+
+func (e *keyGapError) Error() string {
+	return fmt.Sprintf("%s: %s primary key changed to %v, but %d rows of the store have no value for it: resync the table",
+		apply.ErrRefused, e.table, e.pk, e.rows)
+}
+
+func (e *keyGapError) Unwrap() error { return apply.ErrRefused }
+
 // rebuild is rebuildIfKeyChanged on the CQL table name (id names the change, for the
-// temporary table). It returns the new table, or nil when the key did not change. It takes
-// no lock: ensureTable calls it (holding s.mu) when a row's key is not the store's.
-func (s *Sink) rebuild(ctx context.Context, id, name string, cols []changeevent.Column, colRenames map[string]string) (*table, error) {
+// temporary table). It returns the new table, or nil when the key did not change. Without
+// change it only resumes an interrupted rebuild. Before the table is dropped every row must
+// have a value for the new key (a *keyGapError otherwise, nothing changed), so no row is
+// lost. The caller holds the table's gate.
+func (s *Sink) rebuild(ctx context.Context, id, name string, cols []changeevent.Column, colRenames map[string]string, change bool) (*table, error) {
 	var newPK []string
 	for _, c := range cols {
 		if c.PK {
@@ -315,11 +377,16 @@ func (s *Sink) rebuild(ctx context.Context, id, name string, cols []changeevent.
 	if err != nil {
 		return nil, err
 	}
-	changed := len(cur.columns) > 0 && strings.Join(cur.pk, ",") != strings.Join(newPK, ",")
+	changed := change && len(cur.columns) > 0 && strings.Join(cur.pk, ",") != strings.Join(newPK, ",")
 	if !changed && len(tmp.columns) == 0 {
 		return nil, nil
 	}
 	if changed {
+		if n, err := s.rowsWithoutKey(ctx, cur, newPK, colRenames); err != nil {
+			return nil, err
+		} else if n > 0 {
+			return nil, &keyGapError{table: cur.name, pk: newPK, rows: n}
+		}
 		if len(tmp.columns) == 0 {
 			if tmp, err = s.createAs(ctx, tmpName, cur.columns, cur.pk); err != nil {
 				return nil, err
@@ -366,6 +433,77 @@ func (s *Sink) rebuild(ctx context.Context, id, name string, cols []changeevent.
 	return dst, nil
 }
 
+// rowsWithoutKey counts the rows of t that would have no value for a column of pk once
+// their columns are renamed by rename (as copyRows does).
+func (s *Sink) rowsWithoutKey(ctx context.Context, t *table, pk []string, rename map[string]string) (int, error) {
+	var sel []string
+	for _, k := range pk {
+		var src []string
+		for from, to := range rename {
+			if to == k && t.columns[from] != "" {
+				src = append(src, from)
+			}
+		}
+		if _, renamed := rename[k]; !renamed && t.columns[k] != "" {
+			src = append(src, k)
+		}
+		if len(src) == 0 {
+			src = append(src, "") // no column gives the key a value
+		}
+		sort.Strings(src)
+		sel = append(sel, src...)
+		sel = append(sel, "|")
+	}
+	var quoted []string
+	for _, c := range sel {
+		if c != "" && c != "|" {
+			quoted = append(quoted, `"`+c+`"`)
+		}
+	}
+	if len(quoted) == 0 {
+		// No key column exists: every row lacks it.
+		var n int
+		err := s.session.Query("SELECT COUNT(*) FROM " + t.name).WithContext(ctx).Scan(&n)
+		return n, err
+	}
+	iter := s.session.Query("SELECT " + strings.Join(quoted, ",") + " FROM " + t.name).WithContext(ctx).PageSize(1000).Iter()
+	missing := 0
+	for {
+		rd, err := iter.RowData()
+		if err != nil {
+			break
+		}
+		ptrs := make([]any, len(rd.Values))
+		for i, v := range rd.Values {
+			ptrs[i] = reflect.New(reflect.TypeOf(v)).Interface()
+		}
+		if !iter.Scan(ptrs...) {
+			break
+		}
+		// Each key column (a group up to "|") needs one non-null source value.
+		i, have, ok := 0, false, true
+		for _, c := range sel {
+			switch c {
+			case "|":
+				ok, have = ok && have, false
+			case "":
+			default:
+				if !reflect.ValueOf(ptrs[i]).Elem().IsNil() {
+					have = true
+				}
+				i++
+			}
+		}
+		if !ok {
+			missing++
+		}
+	}
+	if err := iter.Close(); err != nil {
+		return 0, fmt.Errorf("cassandra: read %s: %w", t.name, err)
+	}
+	return missing, nil
+}
+
 // renameColumns copies each renamed column's values to its new column, with each row's
 // write timestamp. The old column stays, as a dropped column does (Cassandra 5 fails reads
 // of a table whose dropped column still has data in memtables: "is not a subset of").
@@ -379,8 +517,20 @@ func (s *Sink) renameColumns(ctx context.Context, n ddl.Name, renames []ddl.Colu
 		declared[c.Name] = true
 	}
 	for _, r := range renames {
-		if _, ok := t.columns[r.From]; !ok || t.columns[r.To] == "" || declared[r.From] {
+		if _, ok := t.columns[r.From]; !ok || declared[r.From] || metaColumns[r.From] != "" {
 			continue
+		}
+		if t.columns[r.To] == "" {
+			// The event's columns (read after later statements) no longer have the new
+			// name: the column is added, so a later rename of it finds its values.
+			q, err := quote(r.To, 64)
+			if err != nil {
+				return err
+			}
+			if err := s.session.Query("ALTER TABLE " + t.name + " ADD " + q + " " + t.columns[r.From]).WithContext(ctx).Exec(); err != nil {
+				return fmt.Errorf("cassandra: alter %s: %w", t.name, err)
+			}
+			t.columns[r.To] = t.columns[r.From]
 		}
 		if t.columns[r.From] != t.columns[r.To] {
 			return fmt.Errorf("%w: %s column %q renamed to %q changed type from %s to %s: resync the table", apply.ErrRefused,
@@ -436,6 +586,7 @@ func (s *Sink) copyRows(ctx context.Context, src, dst *table, rename map[string]
 		var cols, marks []string
 		var args []any
 		var ts any
+		at := map[string]int{} // dst column -> index in args
 		for i, c := range names {
 			pv := reflect.ValueOf(ptrs[i]).Elem()
 			var val any
@@ -446,12 +597,22 @@ func (s *Sink) copyRows(ctx context.Context, src, dst *table, rename map[string]
 				ts = val
 			}
 			to := c
-			if r, ok := rename[c]; ok {
+			r, renamed := rename[c]
+			if renamed {
 				to = r
 			}
 			if _, ok := dst.columns[to]; !ok || val == nil {
 				continue // a NULL is left out: the new row has no such cell either
 			}
+			if j, ok := at[to]; ok {
+				// Both a renamed column and one already under the new name: the renamed
+				// one's value is the column's.
+				if renamed {
+					args[j] = val
+				}
+				continue
+			}
+			at[to] = len(args)
 			cols, marks, args = append(cols, `"`+to+`"`), append(marks, "?"), append(args, val)
 		}
 		stmt := "INSERT INTO " + dst.name + " (" + strings.Join(cols, ",") + ") VALUES (" + strings.Join(marks, ",") + ")"

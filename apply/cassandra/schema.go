@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -55,14 +57,36 @@ type table struct {
 var metaColumns = map[string]string{"music_origin": "text", "music_gtid": "text", "music_version": "bigint"}
 
 // ensureTable returns the table of e's db.table, creating it or adding columns so that it
-// holds every column of e.
+// holds every column of e, and rebuilding it when the row's primary key (the binlog's own,
+// exact when the row was written) is not the store table's. Anything but a cache hit runs
+// with the table's gate held for writing (see writable).
 func (s *Sink) ensureTable(ctx context.Context, db, tbl string, cols []changeevent.Column) (*table, error) {
 	key := db + "." + tbl
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t := s.tables[key]; t != nil && t.covers(cols) {
+	t := s.tables[key]
+	s.mu.Unlock()
+	if t != nil && t.covers(cols) {
 		return t, nil
 	}
+	g := s.gate(key)
+	g.Lock()
+	defer g.Unlock()
+	return s.ensureTableLocked(ctx, db, tbl, cols, true)
+}
+
+// ensureTableLocked is ensureTable with the table's gate held. keyed tells whether cols'
+// primary key is in force: a row's is, a DDL event's may not be (capture reads it from
+// information_schema when it processes the event, so it can be a later statement's key);
+// without keyed a table that exists keeps its key (and registers it in its columns).
+func (s *Sink) ensureTableLocked(ctx context.Context, db, tbl string, cols []changeevent.Column, keyed bool) (*table, error) {
+	key := db + "." + tbl
+	s.mu.Lock()
+	if t := s.tables[key]; t != nil && keyed && t.covers(cols) {
+		s.mu.Unlock()
+		return t, nil
+	}
+	delete(s.tables, key)
+	s.mu.Unlock()
 	name := TableName(db, tbl)
 	qname, err := quote(name, 48)
 	if err != nil {
@@ -76,29 +100,187 @@ func (s *Sink) ensureTable(ctx context.Context, db, tbl string, cols []changeeve
 		return nil, err
 	}
 	t.name = s.ks + "." + qname
+	if len(t.columns) == 0 && keyed {
+		// A rebuild for this key interrupted after the table was dropped: finish it.
+		var pk []string
+		for _, c := range cols {
+			if c.PK {
+				pk = append(pk, c.Name)
+			}
+		}
+		dst, err := s.rebuild(ctx, "key:"+strings.Join(pk, ","), name, cols, nil, true)
+		if err != nil {
+			return nil, err
+		}
+		if dst != nil {
+			t.columns, t.pk = dst.columns, dst.pk
+		}
+	}
 	if len(t.columns) == 0 {
 		if err := s.create(ctx, t, cols); err != nil {
 			return nil, err
 		}
-	} else if err := s.alter(ctx, t, cols); err != nil {
-		return nil, err
+	} else {
+		if !keyed {
+			cols = withKey(cols, t.pk)
+		}
+		if err := s.alter(ctx, t, cols, keyed); err != nil {
+			return nil, err
+		}
 	}
 	b, _ := json.Marshal(cols)
 	if err := s.session.Query("UPDATE "+s.ks+".music_tables SET columns=? WHERE cql_table=?", string(b), name).
 		WithContext(ctx).Exec(); err != nil {
 		return nil, fmt.Errorf("cassandra: register columns of %s: %w", name, err)
 	}
+	s.mu.Lock()
 	s.tables[key] = t
+	s.mu.Unlock()
 	return t, nil
 }
 
+// withKey returns cols with the primary key pk when cols hold every column of pk (cols
+// themselves otherwise).
+func withKey(cols []changeevent.Column, pk []string) []changeevent.Column {
+	in := map[string]bool{}
+	for _, k := range pk {
+		in[k] = true
+	}
+	out := make([]changeevent.Column, len(cols))
+	found := 0
+	for i, c := range cols {
+		out[i] = c
+		out[i].PK = in[c.Name]
+		if in[c.Name] {
+			found++
+		}
+	}
+	if found != len(pk) {
+		return cols
+	}
+	return out
+}
+
+// covers reports whether t holds every column of cols with its type and, when cols have a
+// primary key, has that key.
 func (t *table) covers(cols []changeevent.Column) bool {
+	var pk []string
 	for _, c := range cols {
 		if typ, _ := CQLType(c.Kind); t.columns[c.Name] != typ {
 			return false
 		}
+		if c.PK {
+			pk = append(pk, c.Name)
+		}
 	}
-	return true
+	return len(pk) == 0 || t.keyFits(cols)
+}
+
+// keyFits reports whether rows of cols can be written under t's primary key: it is cols'
+// key, or a finer one (cols' key and more columns, all of cols). A row under an earlier,
+// coarser key (one another origin wrote before it applied the key change) is written under
+// the store's key rather than rebuilding the table back, which would merge rows.
+func (t *table) keyFits(cols []changeevent.Column) bool {
+	in, pk := map[string]bool{}, 0
+	for _, c := range cols {
+		in[c.Name] = true
+		if c.PK {
+			pk++
+		}
+	}
+	store := map[string]bool{}
+	for _, k := range t.pk {
+		if !in[k] {
+			return false
+		}
+		store[k] = true
+	}
+	for _, c := range cols {
+		if c.PK && !store[c.Name] {
+			return false
+		}
+	}
+	return pk > 0 && len(t.pk) > 0
+}
+
+// gate returns the lock of db.table's store table: held for reading while rows are written
+// into it (writable), for writing while it is created, altered, rebuilt, moved or dropped,
+// so that no row is written into a table a rebuild has copied already.
+func (s *Sink) gate(key string) *sync.RWMutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gates == nil {
+		s.gates = map[string]*sync.RWMutex{}
+	}
+	g := s.gates[key]
+	if g == nil {
+		g = &sync.RWMutex{}
+		s.gates[key] = g
+	}
+	return g
+}
+
+// writable ensures the store table of every change (ensureTable) and returns them by
+// db.table with their gates held for reading; release lets them go. A table rebuilt or
+// changed between the two is ensured again.
+func (s *Sink) writable(ctx context.Context, changes []apply.RowChange) (map[string]*table, func(), error) {
+	for {
+		tables := map[string]*table{}
+		for _, c := range changes {
+			t, err := s.ensureTable(ctx, c.Event.Source.DB, c.Event.Source.Table, c.Event.Columns)
+			if err != nil {
+				return nil, nil, err
+			}
+			tables[c.Event.Source.DB+"."+c.Event.Source.Table] = t
+		}
+		keys := make([]string, 0, len(tables))
+		for k := range tables {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys) // gates are taken in one order
+		gates := make([]*sync.RWMutex, len(keys))
+		for i, k := range keys {
+			gates[i] = s.gate(k)
+			gates[i].RLock()
+		}
+		release := func() {
+			for _, g := range gates {
+				g.RUnlock()
+			}
+		}
+		s.mu.Lock()
+		current := true
+		for _, k := range keys {
+			current = current && s.tables[k] == tables[k]
+		}
+		s.mu.Unlock()
+		if current {
+			return tables, release, nil
+		}
+		release()
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// lockTables takes the gates of names for writing (in one order) and returns their release.
+func (s *Sink) lockTables(names []string) func() {
+	sort.Strings(names)
+	var gates []*sync.RWMutex
+	for i, n := range names {
+		if i > 0 && names[i-1] == n {
+			continue
+		}
+		g := s.gate(n)
+		g.Lock()
+		gates = append(gates, g)
+	}
+	return func() {
+		for _, g := range gates {
+			g.Unlock()
+		}
+	}
 }
 
 // register claims name for db.table in music_tables, refusing a name another table holds.
@@ -174,20 +356,23 @@ func (s *Sink) create(ctx context.Context, t *table, cols []changeevent.Column) 
 	return nil
 }
 
-func (s *Sink) alter(ctx context.Context, t *table, cols []changeevent.Column) error {
+func (s *Sink) alter(ctx context.Context, t *table, cols []changeevent.Column, keyed bool) error {
 	var pk []string
 	for _, c := range cols {
 		if c.PK {
 			pk = append(pk, c.Name)
 		}
 	}
-	if len(pk) > 0 && strings.Join(pk, ",") != strings.Join(t.pk, ",") {
-		// The primary key changed (rows carry the binlog's own key, a DDL event the key
-		// capture read): Cassandra cannot change a key, so the table is rebuilt with it,
-		// every row keeping its write timestamp.
+	if !keyed {
+		pk = nil // a DDL event's key need not be in force yet: the store keeps its own
+	}
+	if len(pk) > 0 && !t.keyFits(cols) {
+		// The primary key changed (rows carry the binlog's own key): Cassandra cannot
+		// change a key, so the table is rebuilt with it, every row keeping its write
+		// timestamp. A row of the store without a value for the new key refuses it.
 		name := strings.TrimPrefix(strings.TrimPrefix(t.name, s.ks+"."), `"`)
 		name = strings.TrimSuffix(name, `"`)
-		dst, err := s.rebuild(ctx, "key:"+strings.Join(pk, ","), name, cols, nil)
+		dst, err := s.rebuild(ctx, "key:"+strings.Join(pk, ","), name, cols, nil, true)
 		if err != nil {
 			return err
 		}
@@ -217,9 +402,6 @@ func (s *Sink) alter(ctx context.Context, t *table, cols []changeevent.Column) e
 		}
 		t.columns[c.Name] = typ
 		s.log.Info("music store column added", zap.String("table", t.name), zap.String("column", c.Name))
-	}
-	if len(pk) > 0 && strings.Join(pk, ",") != strings.Join(t.pk, ",") {
-		return fmt.Errorf("%w: %s primary key changed from %v to %v: resync the table", apply.ErrRefused, t.name, t.pk, pk)
 	}
 	return nil
 }

@@ -34,8 +34,9 @@ type Sink struct {
 	log      *zap.Logger
 
 	mu     sync.Mutex
-	tables map[string]*table // by db.table
-	multi  map[string]*table // tables without a primary key and sequences, by db.table (multiset.go)
+	tables map[string]*table        // by db.table
+	multi  map[string]*table        // tables without a primary key and sequences, by db.table (multiset.go)
+	gates  map[string]*sync.RWMutex // by db.table (see gate in schema.go)
 }
 
 var _ apply.Sink = (*Sink)(nil)
@@ -103,6 +104,25 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 	if err != nil {
 		return apply.Result{}, err
 	}
+	var rows []apply.RowChange
+	for _, c := range final {
+		if emptyKey(c) {
+			if c.Image == nil {
+				continue // the store cannot hold such a row, so there is nothing to delete
+			}
+			return apply.Result{}, fmt.Errorf("%w: cassandra: %s.%s key %s: an empty primary key cannot be stored "+
+				"(Cassandra: key may not be empty); the row stays at the sites only", apply.ErrRefused,
+				c.Event.Source.DB, c.Event.Source.Table, c.Key)
+		}
+		rows = append(rows, c)
+	}
+	// The tables' gates are held until every row is written: a rebuild (a primary key
+	// change) waits, so it never drops a row written after it copied the table.
+	tables, release, err := s.writable(ctx, rows)
+	if err != nil {
+		return apply.Result{}, err
+	}
+	defer release()
 	var multiApplied int
 	if len(multi) > 0 {
 		if multiApplied, err = s.applyMultiset(ctx, tx, multi, wt); err != nil {
@@ -121,21 +141,8 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 		batch, size = nil, 0
 		g.Go(func() error { return s.session.ExecuteBatch(b) })
 	}
-	for _, c := range final {
-		if emptyKey(c) {
-			if c.Image == nil {
-				continue // the store cannot hold such a row, so there is nothing to delete
-			}
-			_ = g.Wait()
-			return apply.Result{}, fmt.Errorf("%w: cassandra: %s.%s key %s: an empty primary key cannot be stored "+
-				"(Cassandra: key may not be empty); the row stays at the sites only", apply.ErrRefused,
-				c.Event.Source.DB, c.Event.Source.Table, c.Key)
-		}
-		t, err := s.ensureTable(gctx, c.Event.Source.DB, c.Event.Source.Table, c.Event.Columns)
-		if err != nil {
-			_ = g.Wait()
-			return apply.Result{}, err
-		}
+	for _, c := range rows {
+		t := tables[c.Event.Source.DB+"."+c.Event.Source.Table]
 		stmt, args, err := statement(t, tx, c)
 		if err != nil {
 			_ = g.Wait()
@@ -236,7 +243,8 @@ func statement(t *table, tx *apply.Txn, c apply.RowChange) (string, []any, error
 	if c.Image == nil {
 		var where []string
 		var args []any
-		for _, col := range apply.PKColumns(e.Columns) {
+		for _, name := range t.pk { // the store's key: the row's, or a finer one (keyFits)
+			col := changeevent.Column{Name: name, Kind: kinds[name]}
 			v, err := cqlValue(col.Kind, e.Before[col.Name])
 			if err != nil {
 				return "", nil, err
