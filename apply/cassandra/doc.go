@@ -9,7 +9,11 @@
 // primary key, all of it the partition key. Three columns are added: music_origin (origin
 // site), music_gtid (origin GTID) and music_version (the write timestamp below). Tables are
 // created, and columns added, from the columns of the events (row or DDL); a column whose
-// kind changes, or a primary key that changes, is refused.
+// kind changes is refused. A renamed table is moved and a changed primary key rebuilds the
+// table (ddl.go), only once every stored row has a value for the new key (otherwise the
+// change is refused: resync the table); row writes and rebuilds of one table exclude each
+// other, so no write lands in a table being copied. Tables without a primary key are kept
+// as multisets (one row per copy).
 //
 // # Types
 //
