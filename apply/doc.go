@@ -83,8 +83,19 @@
 // Transactions are applied in parallel (Config.Workers) with per-row ordering: a
 // transaction waits for every earlier transaction of the same origin that touches one of
 // its rows (database, table, primary key); transactions on disjoint rows, even of the same
-// table, run concurrently. A DDL transaction, or one whose rows cannot be keyed, is a
-// barrier: it waits for all earlier transactions and all later ones wait for it; a barrier
+// table, run concurrently. A sink may order more (OrderHinter): it gives a table extra
+// keys, and a transaction waits for every earlier one of the origin sharing a key with it,
+// as for a row. apply/mariadb gives every table linked by foreign keys at the local site
+// its group's key ("fk:<group>", the connected component of the tables' foreign keys):
+// rule, one origin's transactions touching tables of one foreign key group apply in origin
+// order, one after the other, as on a native replica (a parent's delete never overtakes its
+// children's insert, which would orphan them rather than cascade); other tables and rows
+// keep their parallelism. The keys are asked for once the origin's earlier schema changes
+// are applied (a DDL may link or unlink tables; the consumer waits for it), or, while a
+// streamed transaction is being fed, the transaction is a barrier; a sink that cannot tell
+// its keys (server down) makes it a barrier too. A DDL transaction, or one whose rows
+// cannot be keyed, is a barrier: it waits for all earlier transactions and all later ones
+// wait for it; a barrier
 // that keeps failing is quarantined like any change (below), so it blocks the others for
 // at most its retries. Back-pressure: at most Config.MaxInFlight transactions are queued or
 // running (the consumer stops reading), and the JetStream consumer holds at most

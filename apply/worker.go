@@ -406,10 +406,13 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 		return nil
 	}
 	tx.Own = w.cfg.Origin == w.cfg.Local
-	keys := txnKeys(tx)
+	keys, err := w.orderedKeys(ctx, r, tx)
+	if err != nil {
+		return err
+	}
 	w.log.Debug("transaction assembled", zap.String("gtid", tx.ID), zap.Int("events", len(tx.Events)), zap.Int("messages", len(done.seqs)))
 	tok := r.lag.begin(done.tables, tx.Version.TsUs)
-	return r.sched.submit(ctx, keys, func() {
+	return r.sched.submitTxn(ctx, tx, keys, func() {
 		if w.exec(ctx, tx, done.tables) {
 			r.track.complete(done.seqs...)
 			r.lag.end(tok)
@@ -458,8 +461,12 @@ func (w *Worker) snapshot(ctx context.Context, r *run, events []*changeevent.Eve
 	for _, tx := range txs {
 		tx.Own = w.cfg.Origin == w.cfg.Local
 		tables := tablesOf(tx.Events)
+		keys, err := w.orderedKeys(ctx, r, tx)
+		if err != nil {
+			return err
+		}
 		tok := r.lag.begin(tables, tx.Version.TsUs)
-		if err := r.sched.submit(ctx, txnKeys(tx), func() {
+		if err := r.sched.submit(ctx, keys, func() {
 			if w.exec(ctx, tx, tables) {
 				r.lag.end(tok)
 				if left.Add(-1) == 0 {
@@ -474,7 +481,7 @@ func (w *Worker) snapshot(ctx context.Context, r *run, events []*changeevent.Eve
 }
 
 // txnKeys returns the rows a transaction touches, or nil (a barrier) for DDL or rows
-// without a usable key.
+// without a usable key. orderedKeys adds the sinks' order keys (OrderHinter).
 func txnKeys(tx *Txn) []string {
 	if tx.IsDDL() {
 		return nil

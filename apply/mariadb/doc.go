@@ -145,8 +145,14 @@
 //
 // Foreign keys and triggers (engine.go): transactions touching a table with foreign keys
 // replay with foreign_key_checks=1 and a primary key change as one UPDATE, so InnoDB
-// performs the cascades the origin's binlog does not hold; 1451/1452 from out-of-order
-// parallel apply are retried, then replayed without checks. Triggers fire for replayed
+// performs the cascades the origin's binlog does not hold. Rule: one origin's transactions
+// touching tables linked by foreign keys (a group: connected component of the local
+// site's information_schema.REFERENTIAL_CONSTRAINTS, read again after every replayed DDL
+// and every minute) apply in origin order; the sink gives the worker the group's order key
+// (apply.OrderHinter). 1451/1452 can then come only from another origin's transaction
+// not applied yet (or schemas that differ): they are retried, and after 20 tries the
+// transaction is replayed without checks, logged as an error (possible divergence) and
+// counted in music_apply_fk_unchecked_total{db,table}. Triggers fire for replayed
 // SQL: a trigger on a mirrored table must be guarded with IF @@skip_replication = 0
 // (replays always set it); unguarded ones are logged and counted
 // (music_apply_unguarded_triggers_total).

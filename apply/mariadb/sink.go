@@ -39,9 +39,10 @@ type Sink struct {
 	log    *zap.Logger
 	domain uint32 // the local gtid_domain_id
 
-	tables      tableInfoCache         // foreign keys and triggers per table, see fk.go
-	lostInserts *prometheus.CounterVec // music_apply_lost_inserts_total{db,table}
-	unguarded   *prometheus.CounterVec // music_apply_unguarded_triggers_total{db,table}
+	tables       tableInfoCache         // foreign keys and triggers per table, see fk.go
+	lostInserts  *prometheus.CounterVec // music_apply_lost_inserts_total{db,table}
+	fkUncheckedN *prometheus.CounterVec // music_apply_fk_unchecked_total{db,table}, see engine.go
+	unguarded    *prometheus.CounterVec // music_apply_unguarded_triggers_total{db,table}
 }
 
 var _ apply.Sink = (*Sink)(nil)
@@ -84,6 +85,9 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 		lostInserts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_lost_inserts_total",
 			Help: "Inserts of different rows at different sites that collided on one key: the older insert is lost (see AUTO_INCREMENT in OPERATIONS.md)."},
 			[]string{"db", "table"}),
+		fkUncheckedN: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_fk_unchecked_total",
+			Help: "Transactions replayed without foreign key checks after their foreign key errors persisted (no cascades): a possible divergence."},
+			[]string{"db", "table"}),
 		unguarded: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_unguarded_triggers_total",
 			Help: "Triggers of mirrored tables that do not test @@skip_replication: they fire again for replayed rows."},
 			[]string{"db", "table"})}
@@ -96,7 +100,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 
 // Collectors returns the sink's metrics, for registration.
 func (s *Sink) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{s.lostInserts, s.unguarded}
+	return []prometheus.Collector{s.lostInserts, s.unguarded, s.fkUncheckedN}
 }
 
 // Name is "mariadb".
@@ -159,7 +163,8 @@ func errNumber(err error) uint16 {
 // Apply replays tx in one local transaction; see the package documentation.
 func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 	if tx.IsDDL() {
-		s.tables.forget() // foreign keys and triggers may have changed
+		s.tables.forget()       // foreign keys and triggers may have changed
+		defer s.tables.forget() // again: a lookup meanwhile may have read the old schema
 		return s.applyDDL(ctx, tx)
 	}
 	p, err := newPlan(tx)
@@ -181,12 +186,11 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 				zap.String("gtid", tx.ID), zap.Error(err))
 			useSeq = false
 		case (n == errRowReferenced || n == errNoParent) && p.fk:
-			// Transactions on disjoint rows run in parallel, so a child may come before its
-			// parent (or a parent's delete before its children's): wait for the other
-			// transaction. If it does not come, replay without checks, as before.
+			// One origin's transactions on tables linked by foreign keys apply in its order
+			// (OrderKeys), but another origin's may not have come yet: wait for it. If it
+			// does not come, replay without checks: a possible divergence (engine.go).
 			if fkRetries++; fkRetries > 20 {
-				s.log.Warn("foreign key error persists; replaying without foreign key checks (no cascades for this transaction)",
-					zap.String("gtid", tx.ID), zap.Error(err))
+				s.fkUnchecked(tx, err)
 				p.fk = false
 				continue
 			}
