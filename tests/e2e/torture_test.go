@@ -76,7 +76,6 @@ func TestTorture(t *testing.T) { runTorture(t, false) }
 // runTorture with kills SIGKILLs a random agent every few seconds while the script runs;
 // that variant is not in make test yet (it does not pass: see the schema issue).
 
-
 func runTorture(t *testing.T, kills bool) {
 	sites := testenv.Sites(t)[:3]
 	ks, _ := testenv.NewKeyspace(t)
