@@ -73,9 +73,9 @@ func tortureStatements() []string {
 // at site a and compares every table at every site and in the store.
 func TestTorture(t *testing.T) { runTorture(t, false) }
 
-// runTorture with kills SIGKILLs a random agent every few seconds while the script runs;
-// that variant is not in make test yet (it does not pass: see the schema issue).
-
+// runTorture loads the script and compares every table. With kills it SIGKILLs a random
+// agent every few seconds while the script runs; that variant is not in make test yet (it
+// has not been made to pass: see the schema issue).
 func runTorture(t *testing.T, kills bool) {
 	sites := testenv.Sites(t)[:3]
 	ks, _ := testenv.NewKeyspace(t)
