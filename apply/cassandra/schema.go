@@ -88,18 +88,10 @@ func (s *Sink) ensureTableLocked(ctx context.Context, db, tbl string, cols []cha
 	delete(s.tables, key)
 	s.mu.Unlock()
 	name := TableName(db, tbl)
-	qname, err := quote(name, 48)
+	t, err := s.openTable(ctx, db, tbl)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.register(ctx, name, db, tbl); err != nil {
-		return nil, err
-	}
-	t, err := s.describe(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	t.name = s.ks + "." + qname
 	if len(t.columns) == 0 && keyed {
 		// A rebuild for this key interrupted after the table was dropped: finish it.
 		var pk []string
@@ -404,4 +396,23 @@ func (s *Sink) alter(ctx context.Context, t *table, cols []changeevent.Column, k
 		s.log.Info("music store column added", zap.String("table", t.name), zap.String("column", c.Name))
 	}
 	return nil
+}
+
+// openTable registers db.tbl's store table name (music_tables) and describes the table as
+// Cassandra has it now (no columns: not created yet), with its qualified quoted name.
+func (s *Sink) openTable(ctx context.Context, db, tbl string) (*table, error) {
+	name := TableName(db, tbl)
+	qname, err := quote(name, 48)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.register(ctx, name, db, tbl); err != nil {
+		return nil, err
+	}
+	t, err := s.describe(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	t.name = s.ks + "." + qname
+	return t, nil
 }

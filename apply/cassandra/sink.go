@@ -336,18 +336,10 @@ func (s *Sink) ensureMultiset(ctx context.Context, db, tbl string, cols []change
 		return t, nil
 	}
 	name := TableName(db, tbl)
-	qname, err := quote(name, 48)
+	t, err := s.openTable(ctx, db, tbl)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.register(ctx, name, db, tbl); err != nil {
-		return nil, err
-	}
-	t, err := s.describe(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	t.name = s.ks + "." + qname
 	exists := len(t.columns) > 0
 	var defs []string
 	for _, c := range cols {
