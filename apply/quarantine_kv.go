@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/music-coord/music/changeevent"
 )
 
 // A quarantine must outlive the agent: skipped changes are acknowledged, so an agent that
@@ -17,6 +19,12 @@ import (
 // that misses the skipped ones. QuarantineSet.Persist keeps the set in a JetStream
 // key-value bucket (one per site, shared by every worker of the site's apply agent and by
 // `music resync`, which releases a table once it is repaired).
+
+// QuarantineBucket is the default KV bucket of a site's quarantines: the apply agent keeps
+// them there and music resync releases them there.
+func QuarantineBucket(site string) string {
+	return "MUSIC_QUARANTINE_" + strings.ToUpper(changeevent.Token(site))
+}
 
 // quarantineKeyPrefix starts every quarantine key in the bucket; the rest is the table name
 // in unpadded base64url (KV keys allow only [-/_=.a-zA-Z0-9]).

@@ -25,7 +25,6 @@ import (
 	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/cassandra"
 	"github.com/music-coord/music/apply/mariadb"
-	"github.com/music-coord/music/changeevent"
 	"github.com/music-coord/music/internal/logging"
 	"github.com/music-coord/music/recipes/store"
 )
@@ -110,7 +109,7 @@ func (c *applyConfig) Validate() error {
 		}
 	}
 	if c.QuarantineBucket == "" {
-		c.QuarantineBucket = "MUSIC_QUARANTINE_" + strings.ToUpper(changeevent.Token(c.Site))
+		c.QuarantineBucket = apply.QuarantineBucket(c.Site)
 	}
 	for o := range c.Streams {
 		if !contains(c.Origins, o) && (o != c.Site || !c.FollowOwn) {

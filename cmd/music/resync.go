@@ -104,7 +104,7 @@ func (c *resyncConfig) Validate() error {
 		}
 	}
 	if c.NATSURL != "" && c.QuarantineBucket == "" {
-		c.QuarantineBucket = "MUSIC_QUARANTINE_" + strings.ToUpper(changeevent.Token(c.Site))
+		c.QuarantineBucket = apply.QuarantineBucket(c.Site)
 	}
 	return c.Log.Validate()
 }
