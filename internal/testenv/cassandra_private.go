@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,7 +75,7 @@ func NewPrivateCassandra(t testing.TB) *PrivateCassandra {
 	if err != nil {
 		t.Fatalf("testenv: private cassandra: %v", err)
 	}
-	ports, err := freePorts(2)
+	ports, err := FreePorts(2)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("testenv: private cassandra: free ports: %v", err)
@@ -96,20 +95,6 @@ func NewPrivateCassandra(t testing.TB) *PrivateCassandra {
 	t.Cleanup(p.cleanup)
 	p.Start()
 	return p
-}
-
-// freePorts returns n distinct ports of 127.0.0.1 that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // startWatchdog starts a process that, once its stdin closes (at cleanup, or because the

@@ -26,7 +26,7 @@ func NewPrivateMariaDB(t testing.TB, name string, index int) Site {
 	if err != nil {
 		t.Fatalf("testenv: private mariadb: %v", err)
 	}
-	ports, err := freePorts(1)
+	ports, err := FreePorts(1)
 	if err != nil {
 		t.Fatalf("testenv: private mariadb: free port: %v", err)
 	}

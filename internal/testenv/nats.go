@@ -83,10 +83,8 @@ type PrivateNATS struct {
 // NewPrivateNATS starts a private server.
 func NewPrivateNATS(t testing.TB) *PrivateNATS {
 	t.Helper()
-	p := &PrivateNATS{t: t, cfg: natsserver.Config{Addr: "127.0.0.1:0", Store: t.TempDir()}}
+	p := &PrivateNATS{t: t, cfg: natsserver.Config{Addr: FreeAddr(t), Store: t.TempDir()}}
 	p.start()
-	_, port, _ := strings.Cut(strings.TrimPrefix(p.srv.ClientURL(), "nats://"), ":")
-	p.cfg.Addr = "127.0.0.1:" + port
 	t.Cleanup(p.Stop)
 	return p
 }

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"net"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -338,17 +337,8 @@ func (d *drill) statusClean(t *testing.T) {
 // withStatusAddrs gives every agent a metrics and status address.
 func (m *mirror) withStatusAddrs(t testing.TB) {
 	for _, sa := range m.sites {
-		sa.captureAddr, sa.applyAddr = freeAddr(t), freeAddr(t)
+		sa.captureAddr, sa.applyAddr = testenv.FreeAddr(t), testenv.FreeAddr(t)
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // healthz is the HTTP status of an agent's /healthz.
