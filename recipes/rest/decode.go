@@ -34,8 +34,8 @@ type (
 		ConsistencyInfo  map[string]string `json:"consistencyInfo"`
 	}
 	jsonRow struct { // JsonInsert, JsonUpdate and JsonDelete in one
-		Values          map[string]any    `json:"values"`
-		Conditions      map[string]any    `json:"conditions"`
+		Values          map[string]json.RawMessage `json:"values"`
+		Conditions      map[string]json.RawMessage `json:"conditions"`
 		ConsistencyInfo map[string]string `json:"consistencyInfo"`
 		TTL             any               `json:"ttl"`
 		Columns         []string          `json:"columns"`
@@ -75,6 +75,29 @@ func jsonError(err error) string {
 		return fmt.Sprintf("field %q must be %s, got %s", te.Field, te.Type, te.Value)
 	}
 	return err.Error()
+}
+
+// jsonValues turns column values into what the store converts: scalars decoded (numbers
+// as json.Number), objects and arrays kept raw so that a text column gets them in
+// document order, as ONAP does.
+func jsonValues(in map[string]json.RawMessage) map[string]any {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]any, len(in))
+	for k, raw := range in {
+		raw = bytes.TrimSpace(raw)
+		if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
+			out[k] = raw
+			continue
+		}
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		_ = dec.Decode(&v) // raw is one valid JSON value: the body decoded
+		out[k] = v
+	}
+	return out
 }
 
 // intField reads an integer given as a JSON number or string; absent is 0.

@@ -18,7 +18,7 @@ func rowWrite(r *http.Request, needKey bool) (store.Write, error) {
 	if err != nil {
 		return w, err
 	}
-	w.Values, w.Conditions, w.TTL = body.Values, body.Conditions, int(ttl)
+	w.Values, w.Conditions, w.TTL = jsonValues(body.Values), jsonValues(body.Conditions), int(ttl)
 	w.Mode, w.LockRef = consistencyInfo(body.ConsistencyInfo)
 	if needKey {
 		if w.Key, err = rowKey(r.URL.Query()); err != nil {

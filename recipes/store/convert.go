@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -19,14 +20,24 @@ func invalidNotFound(format string, args ...any) error {
 }
 
 // convert turns a JSON value (string, json.Number, float64, bool, []any, map[string]any,
-// nil) or a query-parameter string into the Go value gocql binds to a column of CQL type
-// typ. The Go types are those gocql returns when reading, so values compare.
+// json.RawMessage, nil) or a query-parameter string into the Go value gocql binds to a
+// column of CQL type typ. The Go types are those gocql returns when reading, so values
+// compare. A text column takes any JSON value and stores its Java string form, as ONAP
+// MUSIC does (see javaText).
 func convert(typ string, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
 	if in, ok := strings.CutPrefix(typ, "frozen<"); ok {
 		typ = strings.TrimSuffix(in, ">")
+	}
+	if raw, ok := v.(json.RawMessage); ok && !isText(typ) {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		v = nil
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("malformed JSON value: %w", err)
+		}
+	}
+	if v == nil {
+		return nil, nil
 	}
 	switch {
 	case strings.HasPrefix(typ, "list<"), strings.HasPrefix(typ, "set<"):
@@ -87,14 +98,17 @@ func text(v any) (string, bool) {
 	return "", false
 }
 
+func isText(typ string) bool { return typ == "text" || typ == "varchar" || typ == "ascii" }
+
 func convertScalar(typ string, v any) (any, error) {
+	if isText(typ) {
+		return javaText(v)
+	}
 	s, ok := text(v)
 	if !ok {
 		return nil, fmt.Errorf("want a scalar, got %T", v)
 	}
 	switch typ {
-	case "ascii", "text", "varchar":
-		return s, nil
 	case "boolean":
 		return strconv.ParseBool(s)
 	case "int":
