@@ -9,6 +9,7 @@ type Metrics struct {
 	Conflicts    *prometheus.CounterVec   // origin, table, sink
 	Refused      *prometheus.CounterVec   // origin, table, sink ("" for a change refused before any sink saw it)
 	Skipped      *prometheus.CounterVec   // origin, table: transactions skipped because a table is quarantined
+	Fenced       *prometheus.CounterVec   // origin, table: sync transactions fenced out (committed without ownership)
 	Quarantined  *prometheus.GaugeVec     // origin: tables quarantined (a shared QuarantineSet counts for every origin)
 	Unassembled  *prometheus.CounterVec   // origin, table: transactions that could not be assembled within MaxAckPending
 	Errors       *prometheus.CounterVec   // origin, sink (failed attempts, retried)
@@ -35,6 +36,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_skipped_transactions_total",
 			Help: "Transactions acknowledged without being applied because a table they touch is quarantined: resync the table."},
 			[]string{"origin", "table"}),
+		Fenced: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_fenced_transactions_total",
+			Help: "Transactions on sync tables not applied: their origin committed them without owning the table (lost ownership, or a write that bypassed the gateway)."},
+			[]string{"origin", "table"}),
 		Quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "music_apply_quarantined_tables",
 			Help: "Tables quarantined (a change could not be applied; later changes are skipped until a resync releases them)."},
 			[]string{"origin"}),
@@ -57,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"sink"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Transactions, m.Rows, m.Conflicts, m.Refused, m.Skipped, m.Quarantined, m.Unassembled, m.Errors, m.LagMs, m.Lag, m.Pending, m.Duration)
+		reg.MustRegister(m.Transactions, m.Rows, m.Conflicts, m.Refused, m.Skipped, m.Fenced, m.Quarantined, m.Unassembled, m.Errors, m.LagMs, m.Lag, m.Pending, m.Duration)
 	}
 	return m
 }

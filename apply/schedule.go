@@ -120,6 +120,11 @@ func (w *Worker) orderedKeys(ctx context.Context, r *run, tx *Txn) ([]string, er
 	if keys == nil {
 		return nil, nil
 	}
+	if g := w.cfg.Gate; g != nil {
+		for _, t := range g.SyncTables(tx) {
+			keys = append(keys, syncKey(t))
+		}
+	}
 	var hinters []OrderHinter
 	for _, s := range w.sinks {
 		if h, ok := s.(OrderHinter); ok {

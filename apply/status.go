@@ -17,6 +17,7 @@ type OriginStatus struct {
 	Applied     uint64                 `json:"applied"` // transactions applied by at least one sink
 	Refused     uint64                 `json:"refused"`
 	Skipped     uint64                 `json:"skipped"`     // transactions not applied because a table they touch is quarantined
+	Fenced      uint64                 `json:"fenced"`      // sync transactions fenced out (see TableStatus.Fenced)
 	Quarantined []string               `json:"quarantined"` // tables, see TableStatus.Quarantined
 	Tables      map[string]TableStatus `json:"tables"`
 	// LastError is the latest error; it clears once no table has an error and the
@@ -52,9 +53,14 @@ type TableStatus struct {
 	Skipped          uint64 `json:"skipped,omitempty"`
 	SkippedFirstGTID string `json:"skipped_first_gtid,omitempty"`
 	SkippedLastGTID  string `json:"skipped_last_gtid,omitempty"`
-	skippedSinceUs   int64  // origin commit time of the first skipped transaction
-	skippedFirst     Version
-	skippedLast      Version
+	// Fenced: transactions on this sync table its origin committed without owning the
+	// table (it lost ownership first, or the write bypassed the gateway): not applied.
+	Fenced         uint64    `json:"fenced,omitempty"`
+	LastFencedGTID string    `json:"last_fenced_gtid,omitempty"`
+	LastFencedAt   time.Time `json:"last_fenced_at,omitzero"`
+	skippedSinceUs int64     // origin commit time of the first skipped transaction
+	skippedFirst   Version
+	skippedLast    Version
 }
 
 // status is a worker's mutable status.

@@ -41,6 +41,8 @@ type Config struct {
 	// several origins may share one, so a table quarantined for one origin's change is
 	// skipped for all (the resync then covers all of them).
 	Quarantine *QuarantineSet
+	// Gate admits transactions on sync tables (nil: every table is async).
+	Gate SyncGate
 }
 
 func (c *Config) setDefaults() {
@@ -412,6 +414,9 @@ func (w *Worker) handle(ctx context.Context, r *run, msg jetstream.Msg) error {
 	}
 	w.log.Debug("transaction assembled", zap.String("gtid", tx.ID), zap.Int("events", len(tx.Events)), zap.Int("messages", len(done.seqs)))
 	tok := r.lag.begin(done.tables, tx.Version.TsUs)
+	if tx.Own && w.cfg.Gate != nil {
+		w.cfg.Gate.Received(tx)
+	}
 	return r.sched.submitTxn(ctx, tx, keys, func() {
 		if w.exec(ctx, tx, done.tables) {
 			r.track.complete(done.seqs...)
@@ -504,7 +509,17 @@ func txnKeys(tx *Txn) []string {
 func (w *Worker) exec(ctx context.Context, tx *Txn, tables []string) bool {
 	if q := w.quar.anyOf(tables); q != "" {
 		w.skip(tx.ID, tx.Version.TsUs, tables, "table "+q+" is quarantined")
+		w.gateDone(tx, false)
 		return true
+	}
+	if w.cfg.Gate != nil {
+		ok, stopped := w.admitSync(ctx, tx, tables)
+		if !ok {
+			if !stopped {
+				w.gateDone(tx, false)
+			}
+			return !stopped
+		}
 	}
 	anyApplied := false
 	for _, s := range w.sinks {
@@ -512,6 +527,7 @@ func (w *Worker) exec(ctx context.Context, tx *Txn, tables []string) bool {
 		case stopped:
 			return false
 		case gaveUp:
+			w.gateDone(tx, false)
 			return true
 		case appliedBySink:
 			anyApplied = true
@@ -520,7 +536,15 @@ func (w *Worker) exec(ctx context.Context, tx *Txn, tables []string) bool {
 	if anyApplied {
 		w.applied(tx, tables)
 	}
+	w.gateDone(tx, true)
 	return true
+}
+
+// gateDone tells the sync gate an own transaction is finished.
+func (w *Worker) gateDone(tx *Txn, applied bool) {
+	if tx.Own && w.cfg.Gate != nil {
+		w.cfg.Gate.Done(tx, applied)
+	}
 }
 
 type outcome int

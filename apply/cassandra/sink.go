@@ -141,6 +141,7 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 		batch, size = nil, 0
 		g.Go(func() error { return s.session.ExecuteBatch(b) })
 	}
+	batchWT := wt
 	for _, c := range rows {
 		t := tables[c.Event.Source.DB+"."+c.Event.Source.Table]
 		stmt, args, err := statement(t, tx, c)
@@ -148,12 +149,18 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 			_ = g.Wait()
 			return apply.Result{}, err
 		}
+		// A sync table's rows carry the version the sync gate gave them.
+		rowWT, err := tx.VersionFor(c.Event.Source.DB, c.Event.Source.Table).WriteTimestamp()
+		if err != nil {
+			_ = g.Wait()
+			return apply.Result{}, err
+		}
 		n := approxSize(args)
-		if size+n > maxBatchBytes {
+		if size+n > maxBatchBytes || rowWT != batchWT {
 			flush() // a big row goes alone: Cassandra fails multi-row batches over 640 KiB
 		}
 		if batch == nil {
-			batch = s.session.NewBatch(gocql.UnloggedBatch).WithTimestamp(wt).WithContext(gctx)
+			batch, batchWT = s.session.NewBatch(gocql.UnloggedBatch).WithTimestamp(rowWT).WithContext(gctx), rowWT
 		}
 		batch.Query(stmt, args...)
 		if size += n; len(batch.Entries) >= maxBatchRows || size >= maxBatchBytes {
@@ -271,7 +278,7 @@ func statement(t *table, tx *apply.Txn, c apply.RowChange) (string, []any, error
 	}
 	names = append(names, "music_origin", "music_gtid", "music_version")
 	marks = append(marks, "?", "?", "?")
-	wt, _ := tx.Version.WriteTimestamp()
+	wt, _ := tx.VersionFor(c.Event.Source.DB, c.Event.Source.Table).WriteTimestamp()
 	args = append(args, tx.Origin, tx.ID, wt)
 	return "INSERT INTO " + t.name + " (" + strings.Join(names, ",") + ") VALUES (" + strings.Join(marks, ",") + ")", args, nil
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -124,6 +125,12 @@ func (s *Sink) createMeta(ctx context.Context) error {
 			ADD COLUMN IF NOT EXISTS winner MEDIUMBLOB NULL`,
 		// The tombstone sweeper finds old tombstones by this index.
 		`ALTER TABLE ` + s.meta + `.row_versions ADD INDEX IF NOT EXISTS tombstones (deleted, ts_us)`,
+		// The last transaction of each origin applied to each sync table (see recordSync).
+		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.sync_applied (
+			db VARCHAR(64) NOT NULL, tbl VARCHAR(64) NOT NULL, origin VARCHAR(64) NOT NULL,
+			seq BIGINT UNSIGNED NOT NULL, gtid VARCHAR(64) NOT NULL,
+			applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+			PRIMARY KEY (db, tbl, origin)) ENGINE=InnoDB`,
 		`CREATE TABLE IF NOT EXISTS ` + s.meta + `.ddl_applied (
 			origin VARCHAR(64) NOT NULL, gtid VARCHAR(64) NOT NULL, statement MEDIUMTEXT NOT NULL,
 			outcome VARCHAR(255) NOT NULL, applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
@@ -140,6 +147,22 @@ func (s *Sink) createMeta(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// recordSync notes, in the replay's own transaction, that tx is applied to each sync
+// table it touches: the gateway of this site reads it before it takes a table over, to
+// know that every commit the other sites acknowledged on it is here (the worker applies a
+// sync table's transactions in their origin's order, so the last one names a prefix).
+func (s *Sink) recordSync(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn) error {
+	for _, t := range tx.Sync {
+		db, table, _ := strings.Cut(t, ".")
+		if _, err := sqlTx.ExecContext(ctx, "INSERT INTO "+s.meta+".sync_applied (db, tbl, origin, seq, gtid) VALUES (?, ?, ?, ?, ?)"+
+			" ON DUPLICATE KEY UPDATE gtid = IF(VALUES(seq) >= seq, VALUES(gtid), gtid), seq = GREATEST(seq, VALUES(seq))",
+			db, table, tx.Origin, tx.GTID.Seq, tx.ID); err != nil {
+			return fmt.Errorf("mariadb: record sync progress of %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // MariaDB error numbers the sink reacts to.
@@ -299,6 +322,9 @@ func newPlan(tx *apply.Txn) (*plan, error) {
 			return nil, err
 		}
 		v := txv
+		if tv, ok := tx.TableVersions[e.Source.DB+"."+e.Source.Table]; ok {
+			v.v = tv
+		}
 		if tx.Resync {
 			if v.v, err = apply.EventVersion(e); err != nil {
 				return nil, err
@@ -323,7 +349,13 @@ func newPlan(tx *apply.Txn) (*plan, error) {
 func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq bool) (res apply.Result, err error) {
 	err = s.withSession(ctx, replaySetupFK(tx, useSeq, p.fk), false, func(conn *sql.Conn) error {
 		var err error
-		res, err = s.inTx(ctx, conn, func(sqlTx *sql.Tx) (apply.Result, error) { return s.applyTx(ctx, sqlTx, tx, p) })
+		res, err = s.inTx(ctx, conn, func(sqlTx *sql.Tx) (apply.Result, error) {
+			res, err := s.applyTx(ctx, sqlTx, tx, p)
+			if err == nil {
+				err = s.recordSync(ctx, sqlTx, tx)
+			}
+			return res, err
+		})
 		return err
 	})
 	return res, err

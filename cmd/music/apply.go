@@ -25,6 +25,7 @@ import (
 	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/cassandra"
 	"github.com/music-coord/music/apply/mariadb"
+	"github.com/music-coord/music/consistency/synctable"
 	"github.com/music-coord/music/internal/logging"
 	"github.com/music-coord/music/recipes/store"
 )
@@ -56,9 +57,12 @@ type applyConfig struct {
 	Join            bool     `yaml:"join"`   // resync every table the MUSIC store holds (a new or wiped site)
 	// QuarantineBucket is the JetStream KV bucket where the agent keeps its quarantined
 	// tables (default MUSIC_QUARANTINE_<SITE>); music resync releases a table there.
-	QuarantineBucket string          `yaml:"quarantine_bucket"`
-	MetricsAddr      string          `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
-	Log              logging.Options `yaml:"log"`
+	QuarantineBucket string `yaml:"quarantine_bucket"`
+	// SyncTables are the sync tables (db.table patterns, wildcards allowed); the same
+	// list at every site's agents and gateway. See docs/SYNC_TABLES.md.
+	SyncTables  []string        `yaml:"sync_tables"`
+	MetricsAddr string          `yaml:"metrics_addr"` // /metrics, /status, /healthz; "" disables
+	Log         logging.Options `yaml:"log"`
 }
 
 func defaultApplyConfig() *applyConfig {
@@ -74,7 +78,7 @@ func defaultApplyConfig() *applyConfig {
 }
 
 func (c *applyConfig) Validate() error {
-	c.Origins, c.Cassandra.Hosts, c.Resync = dedupe(c.Origins), dedupe(c.Cassandra.Hosts), dedupe(c.Resync)
+	c.Origins, c.Cassandra.Hosts, c.Resync, c.SyncTables = dedupe(c.Origins), dedupe(c.Cassandra.Hosts), dedupe(c.Resync), dedupe(c.SyncTables)
 	switch {
 	case c.Site == "":
 		return errors.New("site: must be set")
@@ -107,6 +111,12 @@ func (c *applyConfig) Validate() error {
 		if db, table, ok := strings.Cut(t, "."); !ok || db == "" || table == "" {
 			return fmt.Errorf("resync: %q is not db.table", t)
 		}
+	}
+	if _, err := synctable.NewTables(c.SyncTables); err != nil {
+		return fmt.Errorf("sync_tables: %v", err)
+	}
+	if len(c.SyncTables) > 0 && (len(c.Cassandra.Hosts) == 0 || !c.FollowOwn) {
+		return errors.New("sync_tables: need cassandra.hosts and follow_own (the sync gate reads the tables' epochs from the MUSIC store and follows the site's own commits)")
 	}
 	if c.QuarantineBucket == "" {
 		c.QuarantineBucket = apply.QuarantineBucket(c.Site)
@@ -169,6 +179,7 @@ func runApply(args []string) int {
 	fs.BoolVar(&cfg.StoreAllOrigins, "store-all-origins", cfg.StoreAllOrigins, "write every origin's changes into the MUSIC store, not only this site's own (redundant)")
 	fs.Var(listFlag{&cfg.Resync}, "resync", "db.table to resync from the MUSIC store while following the streams (comma-separated)")
 	fs.BoolVar(&cfg.Join, "join", cfg.Join, "resync every table of the MUSIC store (a new or wiped site joining)")
+	fs.Var(listFlag{&cfg.SyncTables}, "sync-tables", "sync tables, db.table patterns (comma-separated; the same at every site)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address for /metrics, /status and /healthz (empty: off)")
 	if code, ok := parseFlags("apply", fs, args, cfg); !ok {
 		return code
@@ -212,6 +223,11 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	gate, closeGate, err := openGate(ctx, cfg, nc, log)
+	if err != nil {
+		return err
+	}
+	defer closeGate()
 	var workers []*apply.Worker
 	follow := cfg.Origins
 	if cfg.FollowOwn {
@@ -220,7 +236,7 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	for _, o := range follow {
 		w, err := apply.NewWorker(js, apply.Config{Local: cfg.Site, Origin: o, Stream: cfg.Streams[o],
 			Workers: cfg.Workers, MaxInFlight: cfg.MaxInFlight, MaxAckPending: cfg.MaxAckPending, AckWait: cfg.AckWait,
-			Quarantine: quarantine},
+			Quarantine: quarantine, Gate: gate},
 			sinksFor(cfg, o, sinks), metrics, log)
 		if err != nil {
 			return err
@@ -256,6 +272,33 @@ func serveApply(ctx context.Context, cfg *applyConfig, log *zap.Logger) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// openGate returns the sync gate when the config names sync tables (nil otherwise).
+func openGate(ctx context.Context, cfg *applyConfig, nc *nats.Conn, log *zap.Logger) (apply.SyncGate, func(), error) {
+	if len(cfg.SyncTables) == 0 {
+		return nil, func() {}, nil
+	}
+	tables, _ := synctable.NewTables(cfg.SyncTables) // validated
+	cl := gocql.NewCluster(cfg.Cassandra.Hosts...)
+	cl.Consistency = gocql.LocalQuorum
+	cl.Timeout, cl.ConnectTimeout = 10*time.Second, 10*time.Second
+	session, err := cl.CreateSession()
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync gate: cassandra %v: %w", cfg.Cassandra.Hosts, err)
+	}
+	epochs, err := synctable.NewEpochs(ctx, session, cfg.Cassandra.Keyspace)
+	if err != nil {
+		session.Close()
+		return nil, nil, err
+	}
+	gate, err := synctable.NewGate(cfg.Site, tables, epochs, nc, log.Named("sync"))
+	if err != nil {
+		session.Close()
+		return nil, nil, err
+	}
+	log.Info("sync tables", zap.Strings("patterns", tables.Patterns()))
+	return gate, func() { gate.Close(); session.Close() }, nil
 }
 
 // resyncStatus is the progress of the resyncs, shown under /status.
