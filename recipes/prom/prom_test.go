@@ -377,3 +377,37 @@ func BenchmarkUseOwned(b *testing.B) {
 		release()
 	}
 }
+
+// BenchmarkMove moves the resource back and forth between two idle sites.
+func BenchmarkMove(b *testing.B) {
+	root, zk := testenv.ZKRoot(b), testenv.ZooKeeper(b)
+	opt := prom.Options{MinHold: time.Nanosecond}
+	sites := []*site{newSite(b, "A", root, zk, opt), newSite(b, "B", root, zk, opt)}
+	i := 0
+	for b.Loop() {
+		_, release := use(b, sites[i%2], table, 5*time.Second)
+		release()
+		i++
+	}
+}
+
+// BenchmarkZooKeeperRoundTrip is the unit the costs above are counted in.
+func BenchmarkZooKeeperRoundTrip(b *testing.B) {
+	conn := connect(b, testenv.ZooKeeper(b))
+	for b.Loop() {
+		if _, _, err := conn.Get("/"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkZooKeeperWrite is a write's round trip (the server syncs its log).
+func BenchmarkZooKeeperWrite(b *testing.B) {
+	root := testenv.ZKRoot(b)
+	conn := connect(b, testenv.ZooKeeper(b))
+	for b.Loop() {
+		if _, err := conn.Set(root, nil, -1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
