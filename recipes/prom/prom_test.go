@@ -255,10 +255,20 @@ func TestPartitionedOwnerLearnsItLost(t *testing.T) {
 }
 
 // TestMutualExclusion runs uses at three sites for two seconds: a use of one site never
-// overlaps a use of another, fences never go back, and ownership moves many times.
+// overlaps a use of another, fences never go back, and ownership moves many times; in
+// the second case site C's process dies half-way, possibly while it owns the resource.
 func TestMutualExclusion(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kill bool
+	}{{"on demand", false}, {"owner dies", true}} {
+		t.Run(tc.name, func(t *testing.T) { testMutualExclusion(t, tc.kill) })
+	}
+}
+
+func testMutualExclusion(t *testing.T, kill bool) {
 	root, zk := testenv.ZKRoot(t), testenv.ZooKeeper(t)
-	opt := prom.Options{MinHold: 5 * time.Millisecond}
+	opt := prom.Options{MinHold: 5 * time.Millisecond, Lease: time.Second}
 	var (
 		mu        sync.Mutex
 		inSection = map[string]int{}
@@ -293,7 +303,9 @@ func TestMutualExclusion(t *testing.T) {
 		inSection[o.Site]--
 	}
 	var wg sync.WaitGroup
-	stop := time.Now().Add(2 * time.Second)
+	var killed atomic.Bool
+	start := time.Now()
+	stop := start.Add(2 * time.Second)
 	for _, name := range []string{"A", "B", "C"} {
 		s := newSite(t, name, root, zk, opt)
 		for range 4 {
@@ -303,10 +315,16 @@ func TestMutualExclusion(t *testing.T) {
 					o, release, err := s.Use(ctx, table)
 					cancel()
 					if err != nil {
-						t.Error(err)
+						if !(name == "C" && killed.Load()) {
+							t.Errorf("%s: %v", name, err)
+						}
 						return
 					}
 					err = enter(o)
+					if kill && name == "C" && time.Since(start) > time.Second && killed.CompareAndSwap(false, true) {
+						s.conn.Close() // dies while owning, uses in flight; they go on until the lease runs out
+						t.Logf("C died at %s owning fence %d", time.Since(start).Round(time.Millisecond), o.Fence)
+					}
 					time.Sleep(200 * time.Microsecond)
 					if err == nil {
 						leave(o)
@@ -322,9 +340,33 @@ func TestMutualExclusion(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	t.Logf("%d uses, %d moves between sites in 2s", uses.Load(), moves)
-	if moves < 20 || counter != uses.Load() {
+	t.Logf("%d uses, %d moves between sites in %s", uses.Load(), moves, time.Since(start).Round(time.Millisecond))
+	if moves < 20 || counter != uses.Load() || kill && !killed.Load() {
 		t.Fatalf("moves %d, counter %d, uses %d", moves, counter, uses.Load())
+	}
+}
+
+func TestCloseWaitsForUsesAndReleases(t *testing.T) {
+	root, zk := testenv.ZKRoot(t), testenv.ZooKeeper(t)
+	a := newSite(t, "A", root, zk, prom.Options{})
+	var yielded []prom.Ownership
+	a.BeforeYield(func(o prom.Ownership) { yielded = append(yielded, o) })
+	o, release := use(t, a, table, 5*time.Second)
+	closed := make(chan struct{})
+	go func() { _ = a.Close(); close(closed) }()
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a use was in flight")
+	default:
+	}
+	release()
+	<-closed
+	if len(yielded) != 1 || yielded[0] != o {
+		t.Fatalf("BeforeYield got %+v, want [%+v]", yielded, o)
+	}
+	if got, ok, err := a.Owner(context.Background(), table); ok || err != nil {
+		t.Fatalf("owner after Close: %+v %v", got, err)
 	}
 }
 
