@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/music-coord/music/consistency/lock"
+	"github.com/music-coord/music/recipes/cas"
 	"github.com/music-coord/music/recipes/store"
 )
 
@@ -68,6 +69,7 @@ type API struct {
 	cfg     Config
 	store   *store.Store
 	locks   Locks
+	cas     *cas.CAS
 	log     *zap.Logger
 	auth    *authenticator
 	mux     *http.ServeMux
@@ -86,7 +88,7 @@ func New(cfg Config, st *store.Store, locks Locks, log *zap.Logger, reg promethe
 		log = zap.NewNop()
 	}
 	a := &API{cfg: cfg, store: st, locks: locks, log: log, auth: newAuthenticator(cfg.Users),
-		mux: http.NewServeMux(), metrics: newMetrics(reg)}
+		cas: cas.New(st, locks, cas.Config{}, log.Named("cas")), mux: http.NewServeMux(), metrics: newMetrics(reg)}
 	a.routes()
 	return a, nil
 }

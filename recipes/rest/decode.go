@@ -36,9 +36,9 @@ type (
 	jsonRow struct { // JsonInsert, JsonUpdate and JsonDelete in one
 		Values          map[string]json.RawMessage `json:"values"`
 		Conditions      map[string]json.RawMessage `json:"conditions"`
-		ConsistencyInfo map[string]string `json:"consistencyInfo"`
-		TTL             any               `json:"ttl"`
-		Columns         []string          `json:"columns"`
+		ConsistencyInfo map[string]string          `json:"consistencyInfo"`
+		TTL             any                        `json:"ttl"`
+		Columns         []string                   `json:"columns"`
 	}
 	jsonLock struct {
 		LockType    string `json:"locktype"`
@@ -169,6 +169,9 @@ func primaryKey(s string) (partition, clustering []string, err error) {
 		}
 	} else {
 		all := splitList(s)
+		if len(all) == 0 {
+			return nil, nil, badRequest("primary key %q names no column", s)
+		}
 		partition, clustering = all[:1], all[1:]
 	}
 	if len(partition) == 0 || strings.ContainsAny(strings.Join(append(partition, clustering...), ""), "()") {

@@ -16,6 +16,8 @@ func FuzzDecode(f *testing.F) {
 		`{"replicationInfo": {"class": "SimpleStrategy", "replication_factor": "3"}, "durabilityOfWrites": true}`,
 		`{"ttl": "-1"}`, `{"ttl": 1e99}`, `[]`, `{"values": null}`, `{"a": {"b": [1, {"c": "\u0000"}]}}`, ``, `{`,
 		`(a, b), c`, `((a`, `a, b, c`,
+		`{"primaryKey": "id", "primaryKeyValue": 1, "casscadeColumnName": "plans", "tableValues": {"id": "1"},
+		  "casscadeColumnData": {"key": "p", "value": {"a": 1}}, "conditions": {"exists": {"status": "x"}, "nonexists": {"status": "y"}}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -34,6 +36,10 @@ func FuzzDecode(f *testing.F) {
 		var ks jsonKeySpace
 		if decode(bytes.NewReader(data), &ks, true) == nil {
 			_, err := boolField("durabilityOfWrites", ks.DurabilityOfWrites)
+			check(t, err)
+		}
+		for _, insert := range []bool{true, false} {
+			_, err := decodeConditional(bytes.NewReader(data), insert)
 			check(t, err)
 		}
 		_, _, err := primaryKey(string(data))

@@ -6,6 +6,7 @@ func (a *API) routes() {
 	ks := Prefix + "/keyspaces/{keyspace}"
 	tb := ks + "/tables/{table}"
 	lk := Prefix + "/locks"
+	cd := Prefix + "/conditional"
 	for _, r := range []struct {
 		pattern, route string
 		public         bool
@@ -21,6 +22,8 @@ func (a *API) routes() {
 		{"DELETE " + tb + "/rows", "row_delete", false, a.deleteRow},
 		{"GET " + tb + "/rows", "row_select", false, a.selectRows},
 		{"PUT " + tb + "/rows/criticalget", "row_criticalget", false, a.criticalGet},
+		{"POST " + cd + "/insert/keyspaces/{keyspace}/tables/{table}", "conditional_insert", false, a.insertConditional},
+		{"PUT " + cd + "/update/keyspaces/{keyspace}/tables/{table}", "conditional_update", false, a.updateConditional},
 		{"POST " + lk + "/create/{name}", "lock_create", false, a.createLock},
 		{"GET " + lk + "/acquire/{ref}", "lock_acquire", false, a.acquireLock},
 		{"POST " + lk + "/acquire-with-lease/{ref}", "lock_acquire_lease", false, a.acquireWithLease},

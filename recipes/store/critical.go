@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,17 +32,26 @@ func (s *Store) run(ctx context.Context, o *op, mode Mode, ref string, f func(*h
 	return invalid("consistencyInfo.type must be eventual, critical or atomic, got %q", mode)
 }
 
-// LockName returns the lock name of the row whose partition key values are in m.
+// lockName returns the lock name of the row whose key values are in m. As ONAP MUSIC
+// does, it names the row by its first primary key column only, so every row of a
+// partition whose key has several columns shares the lock of the first column's value.
 func (o *op) lockName(m map[string]any) (string, error) {
-	vals := make([]string, 0, len(o.t.partition))
-	for _, c := range o.t.partition {
-		v, ok := m[c]
-		if !ok || v == nil {
-			return "", invalid("critical and atomic operations need the partition key column %s", c)
-		}
-		vals = append(vals, keyText(v))
+	c := o.t.partition[0]
+	v, ok := m[c]
+	if !ok || v == nil {
+		return "", invalid("critical and atomic operations need the primary key column %s", c)
 	}
-	return o.t.ref() + "." + strings.Join(vals, ","), nil
+	return o.t.ref() + "." + keyText(v), nil
+}
+
+// LockName returns the lock name of the row of keyspace.table whose key values are in
+// key, as critical and atomic operations name it.
+func (s *Store) LockName(ctx context.Context, keyspace, table string, key map[string]any) (string, error) {
+	o, err := s.prepare(ctx, opSelect, keyspace, table, nil, key, nil)
+	if err != nil {
+		return "", err
+	}
+	return o.lockName(o.key)
 }
 
 func (o *op) rowLockName() (string, error) {

@@ -9,8 +9,8 @@
 // new holder's timestamp. Atomic operations create a lock reference, wait for it, do the
 // critical operation and release it, in one call.
 //
-// A row's lock name is "keyspace.table.key" where key is the row's partition key value
-// (several values joined by ","), formatted as text.
+// A row's lock name is "keyspace.table.key" where key is the value of the table's first
+// primary key column, formatted as text, as ONAP MUSIC names it.
 //
 // Every keyspace, table, column and type name is checked against a strict pattern before
 // it reaches CQL, and every value is bound as a parameter, so requests cannot inject CQL.
