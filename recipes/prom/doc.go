@@ -37,7 +37,9 @@
 // version, it takes the resource over (a failover) with a Set conditional on that
 // version. The owner's renewal and the takeover both condition on the same version, so
 // only one succeeds, and the owner's validity ended before the takeover could start.
-// Only clock rates matter, not clock offsets between sites.
+// Only clock rates matter, not clock offsets between sites. A use admitted while the
+// lease was valid is not interrupted when it lapses: from then on the fence is what
+// tells its writes from the next owner's.
 //
 // # Yield handshake
 //
@@ -54,5 +56,16 @@
 //
 // Use on a resource this site owns costs no ZooKeeper round trip (a mutex and a clock
 // read). A move costs the requester a read, the request node's create and delete and the
-// claiming write, and the owner one write (the release).
+// claiming write, and the owner one write (the release): three writes on the critical
+// path. An owner writes once per resource every Lease/4.
+//
+// # Limits
+//
+//   - A failover takes the owner's lease counted from when the requester first read the
+//     record, so a site that starts asking only after the owner died waits a full lease.
+//   - Requesters race for a released resource; there is no queue, so no fairness beyond
+//     MinHold.
+//   - A request node of a requester that died stays until its session expires; until
+//     then the owner yields after each MinHold and claims the resource back at its
+//     next Use (two writes).
 package prom

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -64,6 +65,7 @@ type Manager struct {
 	ctx      context.Context // canceled by Close
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // keepers and acquisitions
+	waited   prometheus.Observer
 
 	mu          sync.Mutex
 	res         map[string]*resource
@@ -116,7 +118,7 @@ func New(conn *zk.Conn, site string, opt Options) (*Manager, error) {
 	id := make([]byte, 6)
 	_, _ = rand.Read(id)
 	m := &Manager{conn: conn, site: site, instance: site + "." + hex.EncodeToString(id), opt: opt,
-		res: map[string]*resource{}}
+		res: map[string]*resource{}, waited: waitSeconds.WithLabelValues(site)}
 	m.log = opt.Log.With(zap.String("site", site), zap.String("instance", m.instance))
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	return m, nil

@@ -38,14 +38,14 @@ func (m *Manager) Use(ctx context.Context, resource string) (Ownership, func(), 
 			}
 			fallthrough
 		case h != nil:
-			waitSeconds.WithLabelValues(m.site).Observe(time.Since(start).Seconds())
+			m.waited.Observe(time.Since(start).Seconds())
 			var once sync.Once
 			return h.own, func() { once.Do(func() { m.endUse(h) }) }, nil
 		}
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return Ownership{}, nil, m.busy(ctx, r, start)
+			return Ownership{}, nil, m.busy(ctx, r, start, ctx.Err())
 		}
 	}
 }
@@ -77,8 +77,11 @@ func (m *Manager) endUse(h *holding) {
 	}
 }
 
-// busy returns the error for a wait that ctx ended.
-func (m *Manager) busy(ctx context.Context, r *resource, start time.Time) error {
+// busy turns err, when it is the end of ctx, into a *BusyError (ErrClosed at Close).
+func (m *Manager) busy(ctx context.Context, r *resource, start time.Time, err error) error {
+	if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -111,7 +114,7 @@ func (m *Manager) acquire(ctx context.Context, r *resource, start time.Time) (*h
 	for {
 		rec, st, watch, err := m.read(ctx, r)
 		if err != nil {
-			return nil, m.acquireError(ctx, r, start, err)
+			return nil, m.busy(ctx, r, start, err)
 		}
 		stale, left := m.stale(r, rec, st)
 		if rec.Free || rec.Instance == m.instance || stale {
@@ -120,10 +123,13 @@ func (m *Manager) acquire(ctx context.Context, r *resource, start time.Time) (*h
 			if errors.Is(err, zk.ErrBadVersion) {
 				continue
 			}
-			return h, m.acquireError(ctx, r, start, err)
+			if err != nil {
+				return nil, m.busy(ctx, r, start, err)
+			}
+			return h, nil
 		}
 		if err := req.ensure(ctx, m, r); err != nil {
-			return nil, m.acquireError(ctx, r, start, err)
+			return nil, m.busy(ctx, r, start, err)
 		}
 		t := time.NewTimer(left)
 		select {
@@ -133,14 +139,6 @@ func (m *Manager) acquire(ctx context.Context, r *resource, start time.Time) (*h
 		}
 		t.Stop()
 	}
-}
-
-// acquireError turns the end of the wait into a *BusyError (ErrClosed at Close).
-func (m *Manager) acquireError(ctx context.Context, r *resource, start time.Time, err error) error {
-	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return m.busy(ctx, r, start)
-	}
-	return err
 }
 
 // read reads r's record with a watch, creating the node if it is missing.
@@ -154,9 +152,9 @@ func (m *Manager) read(ctx context.Context, r *resource) (record, *zk.Stat, <-ch
 		res, err := call(ctx, func() (res result, err error) {
 			res.data, res.st, res.watch, err = m.conn.GetW(r.path)
 			return res, err
-		})
+		}, nil)
 		if errors.Is(err, zk.ErrNoNode) {
-			_, err = call(ctx, func() (string, error) { return m.conn.Create(r.path, nil, 0, acl) })
+			_, err = call(ctx, func() (string, error) { return m.conn.Create(r.path, nil, 0, acl) }, nil)
 			if err == nil || errors.Is(err, zk.ErrNodeExists) {
 				continue
 			}
@@ -193,7 +191,10 @@ func (m *Manager) claim(ctx context.Context, r *resource, rec record, st *zk.Sta
 	now := time.Now()
 	mine := record{Site: m.site, Instance: m.instance, Fence: st.Mzxid, SinceMS: now.UnixMilli(),
 		LeaseMS: m.opt.Lease.Milliseconds()}
-	nst, err := call(ctx, func() (*zk.Stat, error) { return m.conn.Set(r.path, mine.encode(), st.Version) })
+	free := rec
+	free.Free = true
+	nst, err := call(ctx, func() (*zk.Stat, error) { return m.conn.Set(r.path, mine.encode(), st.Version) },
+		func(st *zk.Stat) { _, _ = m.conn.Set(r.path, free.encode(), st.Version) }) // abandoned claim
 	if err != nil {
 		return nil, fmt.Errorf("prom: claim %s: %w", r.name, err)
 	}
@@ -255,7 +256,7 @@ func (q *request) ensure(ctx context.Context, m *Manager, r *resource) error {
 	}
 	p, err := call(ctx, func() (string, error) {
 		return m.conn.Create(r.path+"/req-"+m.instance+"-", nil, zk.FlagEphemeral|zk.FlagSequence, acl)
-	})
+	}, func(p string) { _ = m.conn.Delete(p, -1) })
 	if err != nil {
 		return fmt.Errorf("prom: ask for %s: %w", r.name, err)
 	}
@@ -273,21 +274,40 @@ func (q *request) drop(m *Manager) {
 }
 
 // call runs f, a ZooKeeper call, and returns early with ctx's error if ctx ends first (a
-// call queued while the connection is down waits for the reconnection).
-func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
+// call queued while the connection is down waits for the reconnection). If f succeeds
+// after call returned, undo (when not nil) reverts its effect.
+func call[T any](ctx context.Context, f func() (T, error), undo func(T)) (T, error) {
 	type result struct {
 		v   T
 		err error
 	}
+	var mu sync.Mutex
+	gone := false
 	ch := make(chan result, 1)
 	go func() {
 		v, err := f()
-		ch <- result{v, err}
+		mu.Lock()
+		late := gone
+		if !late {
+			ch <- result{v, err}
+		}
+		mu.Unlock()
+		if late && err == nil && undo != nil {
+			undo(v)
+		}
 	}()
 	select {
 	case res := <-ch:
 		return res.v, res.err
 	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	gone = true
+	select {
+	case res := <-ch: // answered meanwhile
+		return res.v, res.err
+	default:
 		var zero T
 		return zero, ctx.Err()
 	}
