@@ -107,6 +107,9 @@ func serve(cfg *serverConfig, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
+	if cfg.API.Build == "" {
+		cfg.API.Build = version
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(lock.Collectors()...)

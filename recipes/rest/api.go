@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,12 +35,19 @@ type Config struct {
 	Anonymous bool `yaml:"anonymous"`
 	// LockLease is the lease of locks created without one (default 60s).
 	LockLease time.Duration `yaml:"lock_lease"`
+	// Version is the API version "2.minor.patch" reported in X-latestVersion and by
+	// /version (default DefaultVersion); Build is reported by /version/build.
+	Version string `yaml:"version"`
+	Build   string `yaml:"build"`
 }
 
 // Validate names the field that is wrong.
 func (c *Config) Validate() error {
 	if c.BodyLimit < 0 {
 		return errors.New("body_limit: must not be negative")
+	}
+	if c.Version != "" && !versionRE.MatchString(c.Version) {
+		return fmt.Errorf("version: %q is not 2.<minor>.<patch>", c.Version)
 	}
 	if len(c.Users) == 0 && !c.Anonymous {
 		return errors.New("users: at least one user is needed unless anonymous is true")
@@ -84,6 +93,12 @@ func New(cfg Config, st *store.Store, locks Locks, log *zap.Logger, reg promethe
 	if cfg.BodyLimit == 0 {
 		cfg.BodyLimit = 1 << 20
 	}
+	if cfg.Version == "" {
+		cfg.Version = DefaultVersion
+	}
+	if cfg.Build == "" {
+		cfg.Build = cfg.Version
+	}
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -106,10 +121,7 @@ func (a *API) handle(pattern, route string, public bool, h handler) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		hdr := rec.Header()
-		hdr.Set("X-minorVersion", MinorVersion)
-		hdr.Set("X-patchVersion", PatchVersion)
-		hdr.Set("X-latestVersion", LatestVersion)
+		a.versionHeaders(rec.Header(), r.Header)
 		r.Body = http.MaxBytesReader(rec, r.Body, a.cfg.BodyLimit)
 		c, ok := caller{}, true
 		if !public {
@@ -124,6 +136,22 @@ func (a *API) handle(pattern, route string, public bool, h handler) {
 				zap.Int("code", rec.code), zap.String("user", c.user))
 		}
 	})
+}
+
+var versionRE = regexp.MustCompile(`^2\.[0-9]+\.[0-9]+$`)
+
+// versionHeaders echoes the request's X-minorVersion and X-patchVersion, or gives this
+// API's, and X-latestVersion, as ONAP does. Only numbers are echoed.
+func (a *API) versionHeaders(out, in http.Header) {
+	parts := strings.SplitN(a.cfg.Version, ".", 3)
+	for i, h := range []string{"X-minorVersion", "X-patchVersion"} {
+		v := in.Get(h)
+		if v == "" || len(v) > 9 || strings.Trim(v, "0123456789") != "" {
+			v = parts[i+1]
+		}
+		out.Set(h, v)
+	}
+	out.Set("X-latestVersion", a.cfg.Version)
 }
 
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) (caller, bool) {

@@ -4,10 +4,41 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/music-coord/music/recipes/store"
+)
+
+// ONAP's pingCassandra answers.
+const (
+	cassActive   = "Cassandra Running and Listening to requests"
+	cassInactive = "One or more nodes in the Cluster is/are down or not responding."
+	cassInvalid  = "Consistency level is invalid..."
 )
 
 func (a *API) version(w http.ResponseWriter, _ *http.Request, _ caller) {
-	success(w, obj{"version": "MUSIC:" + LatestVersion})
+	success(w, obj{"version": "MUSIC:" + a.cfg.Version})
+}
+
+func (a *API) build(w http.ResponseWriter, _ *http.Request, _ caller) {
+	success(w, obj{"version": "MUSIC:" + a.cfg.Version, "build": "MUSIC:" + a.cfg.Build})
+}
+
+// pingCassandraAt is ONAP's /service/pingCassandra/{consistency}: 200 ACTIVE when
+// Cassandra serves a read at that level, 400 INACTIVE when not, 400 INVALID for a name
+// that is not a level.
+func (a *API) pingCassandraAt(w http.ResponseWriter, r *http.Request, _ caller) {
+	level := r.PathValue("consistency")
+	if !store.ValidConsistency(level) {
+		writeJSON(w, http.StatusBadRequest, obj{"status": "INVALID", "message": cassInvalid, "INVALID": "INVALID"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.store.PingAt(ctx, level); err != nil {
+		writeJSON(w, http.StatusBadRequest, obj{"status": "INACTIVE", "message": cassInactive, "INACTIVE": cassInactive})
+		return
+	}
+	writeJSON(w, http.StatusOK, obj{"status": "ACTIVE", "message": cassActive, "ACTIVE": cassActive})
 }
 
 func (a *API) pingCassandra(w http.ResponseWriter, r *http.Request, _ caller) {
@@ -36,15 +67,19 @@ func (a *API) Health(ctx context.Context) error {
 	return a.locks.Ping(ctx)
 }
 
+// healthCheck is ONAP's musicHealthCheck: always 200 with exactly the keys Cassandra and
+// MUSIC. Cassandra is Active when it takes a read at ONE. MUSIC is Active unless
+// ZooKeeper, which this MUSIC's locks need (ONAP's last release kept locks in
+// Cassandra), does not answer.
 func (a *API) healthCheck(w http.ResponseWriter, r *http.Request, _ caller) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	body, code := obj{"status": "SUCCESS", "CASSANDRA": "Active", "ZOOKEEPER": "Active"}, http.StatusOK
-	if err := a.store.Ping(ctx); err != nil {
-		body["CASSANDRA"], body["status"], code = "Inactive", "FAILURE", http.StatusServiceUnavailable
+	body := obj{"Cassandra": "Active", "MUSIC": "Active"}
+	if err := a.store.PingAt(ctx, "ONE"); err != nil {
+		body["Cassandra"] = "Inactive"
 	}
 	if err := a.locks.Ping(ctx); err != nil {
-		body["ZOOKEEPER"], body["status"], code = "Inactive", "FAILURE", http.StatusServiceUnavailable
+		body["MUSIC"] = "Inactive"
 	}
-	writeJSON(w, code, body)
+	writeJSON(w, http.StatusOK, body)
 }

@@ -13,13 +13,9 @@ import (
 	"github.com/music-coord/music/recipes/store"
 )
 
-// API version reported in headers and by /version.
-const (
-	MajorVersion  = "2"
-	MinorVersion  = "0"
-	PatchVersion  = "0"
-	LatestVersion = MajorVersion + "." + MinorVersion + "." + PatchVersion
-)
+// DefaultVersion is the API version reported in X-latestVersion and by /version unless
+// Config.Version says otherwise.
+const DefaultVersion = "2.0.0"
 
 type obj = map[string]any
 

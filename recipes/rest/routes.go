@@ -33,6 +33,8 @@ func (a *API) routes() {
 		{"DELETE " + lk + "/release/{ref}", "lock_release", false, a.releaseLock},
 		{"DELETE " + lk + "/delete/{name}", "lock_delete", false, a.deleteLock},
 		{"GET " + Prefix + "/version", "version", true, a.version},
+		{"GET " + Prefix + "/version/build", "version_build", true, a.build},
+		{"GET " + Prefix + "/service/pingCassandra/{consistency}", "ping_cassandra_at", true, a.pingCassandraAt},
 		{"GET " + Prefix + "/service/pingCassandra", "ping_cassandra", true, a.pingCassandra},
 		{"GET " + Prefix + "/service/pingZookeeper", "ping_zookeeper", true, a.pingZookeeper},
 		{"GET " + Prefix + "/service/musicHealthCheck", "health", true, a.healthCheck},

@@ -55,3 +55,27 @@ func (s *Store) Ping(ctx context.Context) error {
 	err := s.sess.Query(`SELECT release_version FROM system.local`).WithContext(ctx).Consistency(gocql.One).Scan(&v)
 	return classify("ping", err)
 }
+
+// consistencies are ONAP's consistency level names, with the level a read uses for each:
+// reads do not take ANY, so it reads at ONE.
+var consistencies = map[string]gocql.Consistency{
+	"ANY": gocql.One, "ONE": gocql.One, "TWO": gocql.Two, "THREE": gocql.Three,
+	"QUORUM": gocql.Quorum, "ALL": gocql.All, "LOCAL_QUORUM": gocql.LocalQuorum,
+	"EACH_QUORUM": gocql.EachQuorum, "LOCAL_ONE": gocql.LocalOne,
+	"SERIAL": gocql.Consistency(gocql.Serial), "LOCAL_SERIAL": gocql.Consistency(gocql.LocalSerial),
+}
+
+// ValidConsistency reports whether level is one of ONAP's consistency level names
+// (ONE, QUORUM, LOCAL_QUORUM, ALL, ANY, SERIAL, ...), in upper case.
+func ValidConsistency(level string) bool { _, ok := consistencies[level]; return ok }
+
+// PingAt reads system_auth.roles, a replicated table, at consistency level (an ONAP
+// name, see ValidConsistency): it succeeds when enough replicas answer.
+func (s *Store) PingAt(ctx context.Context, level string) error {
+	c, ok := consistencies[level]
+	if !ok {
+		return invalid("consistency %q is not a consistency level", level)
+	}
+	iter := s.sess.Query(`SELECT role FROM system_auth.roles LIMIT 1`).WithContext(ctx).Consistency(c).Iter()
+	return classify("ping at "+level, iter.Close())
+}
