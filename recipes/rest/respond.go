@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -60,19 +61,72 @@ func statusOf(err error) int {
 	return http.StatusInternalServerError
 }
 
-// rowsResult is ONAP's select result: {"row 0": {...}, "row 1": {...}}.
-func rowsResult(rows []map[string]any) obj {
-	out := obj{}
-	for i, r := range rows {
-		for k, v := range r {
-			switch x := v.(type) {
-			case *inf.Dec:
-				r[k] = x.String()
-			case *big.Int:
-				r[k] = json.Number(x.String())
-			}
-		}
-		out["row "+itoa(i)] = r
+// rowStream writes ONAP's select answer, {"result": {"row 0": {...}, "row 1": ...},
+// "status": "SUCCESS"}, row by row as the rows are read, so a select has no row limit and
+// no more than a page of rows in memory. A failure after the first row can no longer
+// change the status code: the body then ends with "status": "FAILURE" and the error.
+type rowStream struct {
+	w   http.ResponseWriter
+	buf *bufio.Writer
+	n   int
+}
+
+func (s *rowStream) add(row map[string]any) error {
+	if s.n == 0 {
+		s.w.Header().Set("Content-Type", "application/json")
+		s.w.WriteHeader(http.StatusOK)
+		s.buf = bufio.NewWriterSize(s.w, 32<<10)
+		s.buf.WriteString(`{"result":{`)
+	} else {
+		s.buf.WriteByte(',')
 	}
-	return out
+	raw, err := json.Marshal(rowJSON(row))
+	if err != nil {
+		return err
+	}
+	s.buf.WriteString(`"row ` + itoa(s.n) + `":`)
+	s.n++
+	_, err = s.buf.Write(raw)
+	return err
+}
+
+// finish ends the answer. With no rows it answers "No data found", with an empty result
+// when withResult (ONAP's eventual select has one, its critical select not).
+func (s *rowStream) finish(err error, withResult bool) {
+	if s.n == 0 {
+		if err != nil {
+			fail(s.w, err)
+			return
+		}
+		body := obj{"error": "No data found"}
+		if withResult {
+			body["result"] = obj{}
+		}
+		success(s.w, body)
+		return
+	}
+	tail := obj{"status": "SUCCESS"}
+	if err != nil {
+		tail = obj{"status": "FAILURE", "error": err.Error()}
+	}
+	raw, _ := json.Marshal(tail)
+	s.buf.WriteString("},")
+	s.buf.Write(raw[1:])
+	s.buf.WriteByte('\n')
+	_ = s.buf.Flush()
+}
+
+// rowJSON makes a row ready for JSON: vector_ts, ONAP's bookkeeping column, is dropped
+// and decimals and varints print in full.
+func rowJSON(r map[string]any) map[string]any {
+	delete(r, "vector_ts")
+	for k, v := range r {
+		switch x := v.(type) {
+		case *inf.Dec:
+			r[k] = x.String()
+		case *big.Int:
+			r[k] = json.Number(x.String())
+		}
+	}
+	return r
 }

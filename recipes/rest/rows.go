@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 
+	"go.uber.org/zap"
+
 	"github.com/music-coord/music/recipes/store"
 )
 
@@ -75,15 +77,38 @@ func (a *API) deleteRow(w http.ResponseWriter, r *http.Request, c caller) {
 // selectRows is an eventual select, or a critical one when the client asks for minor
 // version 1, patch 0 and sends consistencyInfo, as ONAP's v2 select does.
 func (a *API) selectRows(w http.ResponseWriter, r *http.Request, c caller) {
-	critical := r.Header.Get("X-minorVersion") == "1" && r.Header.Get("X-patchVersion") == "0"
-	a.doSelect(w, r, c, critical)
+	var body jsonRow
+	if r.Header.Get("X-minorVersion") == "1" && r.Header.Get("X-patchVersion") == "0" {
+		if err := decode(r.Body, &body, false); err != nil {
+			fail(w, err)
+			return
+		}
+	}
+	a.doSelect(w, r, c, body, len(body.ConsistencyInfo) > 0)
 }
 
 func (a *API) criticalGet(w http.ResponseWriter, r *http.Request, c caller) {
-	a.doSelect(w, r, c, true)
+	var body jsonRow
+	if err := decode(r.Body, &body, false); err != nil {
+		fail(w, err)
+		return
+	}
+	if len(body.ConsistencyInfo) == 0 {
+		failure(w, http.StatusBadRequest, "Required HTTP Request body is missing. Missing Body or Consistency type.")
+		return
+	}
+	a.doSelect(w, r, c, body, true)
 }
 
-func (a *API) doSelect(w http.ResponseWriter, r *http.Request, c caller, critical bool) {
+const (
+	errNoKey  = "Missing Row Identifier. Please provide the parameter of key=value for the row being selected."
+	errNoLock = "LockId cannot be null. Create lock and acquire lock or use ATOMIC instead of CRITICAL"
+)
+
+// doSelect streams the rows. A critical select names one row and reads it under its lock
+// (critical: the caller's lockId; atomic: a lock of its own); any other
+// consistencyInfo.type falls back to an eventual select.
+func (a *API) doSelect(w http.ResponseWriter, r *http.Request, c caller, body jsonRow, critical bool) {
 	ks, tb := r.PathValue("keyspace"), r.PathValue("table")
 	if !a.allowed(w, c, ks) {
 		return
@@ -95,28 +120,23 @@ func (a *API) doSelect(w http.ResponseWriter, r *http.Request, c caller, critica
 	}
 	q := store.Query{Keyspace: ks, Table: tb, Key: key}
 	if critical {
-		var body jsonRow
-		if err := decode(r.Body, &body, true); err != nil {
-			fail(w, err)
-			return
-		}
-		if q.Mode, q.LockRef = consistencyInfo(body.ConsistencyInfo); q.Mode == "" || q.Mode == store.Eventual {
-			failure(w, http.StatusBadRequest, "critical get needs consistencyInfo.type critical or atomic")
-			return
-		}
 		if len(key) == 0 {
-			failure(w, http.StatusBadRequest, "missing row identifier: give the row's key as ?column=value")
+			failure(w, http.StatusBadRequest, errNoKey)
 			return
 		}
+		q.Mode, q.LockRef = consistencyInfo(body.ConsistencyInfo)
+		switch {
+		case q.Mode == store.Critical && q.LockRef == "":
+			failure(w, http.StatusBadRequest, errNoLock)
+			return
+		case q.Mode != store.Critical && q.Mode != store.Atomic:
+			q.Mode, critical = store.Eventual, false
+		}
 	}
-	rows, err := a.store.Select(r.Context(), q)
-	if err != nil {
-		fail(w, err)
-		return
+	out := &rowStream{w: w}
+	err = a.store.SelectEach(r.Context(), q, out.add)
+	if err != nil && out.n > 0 {
+		a.log.Warn("select failed after its first rows", zap.String("table", ks+"."+tb), zap.Int("rows", out.n), zap.Error(err))
 	}
-	body := obj{"result": rowsResult(rows)}
-	if len(rows) == 0 {
-		body["error"] = "No data found"
-	}
-	success(w, body)
+	out.finish(err, !critical)
 }

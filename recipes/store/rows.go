@@ -139,6 +139,39 @@ func (s *Store) Select(ctx context.Context, q Query) ([]map[string]any, error) {
 	return rows, err
 }
 
+// SelectEach calls each with every row matching q, reading page by page (q.Limit 0 reads
+// every row), and stops at each's first error, which it returns. Critical and atomic
+// selects check or take the lock first, as Select does.
+func (s *Store) SelectEach(ctx context.Context, q Query, each func(map[string]any) error) error {
+	o, err := s.prepare(ctx, opSelect, q.Keyspace, q.Table, nil, q.Key, nil)
+	if err != nil {
+		return err
+	}
+	o.limit = q.Limit
+	return s.run(ctx, o, q.Mode, q.LockRef, func(h *holder) error {
+		cols, args := sortedPairs(o.key)
+		cql := "SELECT * FROM " + o.t.ref() + where(cols)
+		if o.limit > 0 {
+			cql += fmt.Sprintf(" LIMIT %d", o.limit)
+		}
+		iter := s.sess.Query(cql, args...).WithContext(ctx).Consistency(consistency(h != nil)).PageSize(pageSize).Iter()
+		for {
+			m := map[string]any{}
+			if !iter.MapScan(m) {
+				break
+			}
+			if err := each(m); err != nil {
+				_ = iter.Close()
+				return err
+			}
+		}
+		return classify("select from "+o.t.ref(), iter.Close())
+	})
+}
+
+// pageSize is the rows SelectEach fetches per round trip.
+const pageSize = 1000
+
 func (s *Store) read(ctx context.Context, o *op, quorum bool) ([]map[string]any, error) {
 	cols, args := sortedPairs(o.key)
 	cql := "SELECT * FROM " + o.t.ref() + where(cols) + fmt.Sprintf(" LIMIT %d", o.limit)
