@@ -42,7 +42,8 @@ func (e *env) criticalOp(name, rows string, in regInput) int {
 		return 0
 	}
 	out := e.must(200, "PUT", rows+"/criticalget?k=reg", map[string]any{"consistencyInfo": ci})
-	r, ok := out["result"].(map[string]any)["row 0"].(map[string]any)
+	res, _ := out["result"].(map[string]any) // none when there is no row, as ONAP
+	r, ok := res["row 0"].(map[string]any)
 	if !ok {
 		return -1
 	}
