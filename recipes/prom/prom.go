@@ -160,7 +160,9 @@ func (m *Manager) OnAcquire(f func(ctx context.Context, now, prev Ownership) err
 }
 
 // BeforeYield sets the function called before this site releases a resource on request
-// or at Close, when no use is in flight and none will be admitted.
+// or at Close, when no use is in flight and none will be admitted. It runs in the
+// resource's keeper, which does not renew the lease meanwhile: it must end well within
+// the lease.
 func (m *Manager) BeforeYield(f func(o Ownership)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -19,7 +19,9 @@ var ErrLost = errors.New("prom: ownership lost")
 // While any use is in flight the site does not yield the resource. If another site owns
 // it, Use asks it to yield, or takes it over once the owner's lease has run out. When
 // ctx ends first Use returns a *BusyError naming the owner. When this site already owns
-// the resource Use costs no ZooKeeper round trip.
+// the resource Use costs no ZooKeeper round trip. A caller needing several resources at
+// once should Use them in one global order (by name), so that two sites never wait for
+// each other's uses in flight.
 func (m *Manager) Use(ctx context.Context, resource string) (Ownership, func(), error) {
 	if err := checkName(resource); err != nil {
 		return Ownership{}, nil, fmt.Errorf("prom: resource %q: %w", resource, err)
