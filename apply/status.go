@@ -32,7 +32,9 @@ type TableStatus struct {
 	// LagMs is the milliseconds between now and the origin commit of the oldest change of
 	// the table not yet applied (being assembled, queued, retried or skipped); with none,
 	// the lag of the last applied transaction, and 0 once nothing is pending.
-	LagMs       int64     `json:"lag_ms"`
+	LagMs int64 `json:"lag_ms"`
+	// Sync: the table is a sync table (its transactions pass the sync gate).
+	Sync        bool      `json:"sync,omitempty"`
 	LastApplied time.Time `json:"last_applied"`
 	LastGTID    string    `json:"last_gtid"`
 	Rows        uint64    `json:"rows"`

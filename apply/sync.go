@@ -58,6 +58,13 @@ func (w *Worker) admitSync(ctx context.Context, tx *Txn, tables []string) (ok, s
 		switch {
 		case err == nil:
 			tx.Sync, tx.TableVersions = sync, versions
+			w.status.update(func(st *OriginStatus) {
+				for _, t := range sync {
+					ts := st.Tables[t]
+					ts.Sync = true
+					st.Tables[t] = ts
+				}
+			})
 			return true, false
 		case errors.Is(err, ErrFenced):
 			w.fenced(tx, sync, err)
@@ -82,6 +89,7 @@ func (w *Worker) fenced(tx *Txn, tables []string, err error) {
 		st.Fenced++
 		for _, t := range tables {
 			ts := st.Tables[t]
+			ts.Sync = true
 			ts.Fenced++
 			ts.LastFencedGTID, ts.LastFencedAt = tx.ID, now
 			st.Tables[t] = ts

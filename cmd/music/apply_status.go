@@ -25,13 +25,14 @@ import (
 type statusConfig struct {
 	Captures []string `yaml:"captures"` // capture agents' metrics addresses (host:port)
 	Agents   []string `yaml:"agents"`   // apply agents' metrics addresses (host:port)
+	Gateways []string `yaml:"gateways"` // gateways' metrics addresses (host:port)
 	NATSURL  string   `yaml:"nats_url"` // "" skips the stream view
 }
 
 func (c *statusConfig) Validate() error {
-	c.Agents, c.Captures = dedupe(c.Agents), dedupe(c.Captures)
-	if len(c.Agents) == 0 && len(c.Captures) == 0 && c.NATSURL == "" {
-		return errors.New("captures, agents, nats_url: set at least one")
+	c.Agents, c.Captures, c.Gateways = dedupe(c.Agents), dedupe(c.Captures), dedupe(c.Gateways)
+	if len(c.Agents) == 0 && len(c.Captures) == 0 && len(c.Gateways) == 0 && c.NATSURL == "" {
+		return errors.New("captures, agents, gateways, nats_url: set at least one")
 	}
 	return nil
 }
@@ -44,6 +45,7 @@ func runStatus(args []string) int {
 	fs.String("config", "", "YAML config file (keys: captures, agents, nats_url)")
 	fs.Var(listFlag{&cfg.Captures}, "captures", "capture agents' /status addresses host:port (comma-separated)")
 	fs.Var(listFlag{&cfg.Agents}, "agents", "apply agents' /status addresses host:port (comma-separated)")
+	fs.Var(listFlag{&cfg.Gateways}, "gateways", "gateways' /status addresses host:port (comma-separated): sync tables and their owners")
 	fs.StringVar(&cfg.NATSURL, "nats-url", cfg.NATSURL, "NATS URL for the stream view (empty: skip)")
 	if err := config.Parse(fs, args, cfg); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -61,6 +63,12 @@ func runStatus(args []string) int {
 	}
 	if len(cfg.Agents) > 0 {
 		if err := printAgents(os.Stdout, cfg.Agents); err != nil {
+			fmt.Fprintln(os.Stderr, "music status:", err)
+			rc = 1
+		}
+	}
+	if len(cfg.Gateways) > 0 {
+		if err := printGateways(os.Stdout, cfg.Gateways); err != nil {
 			fmt.Fprintln(os.Stderr, "music status:", err)
 			rc = 1
 		}
@@ -159,6 +167,49 @@ func printAgents(out io.Writer, agents []string) error {
 	return errors.Join(errs...)
 }
 
+// printGateways prints every gateway's sync table patterns, the tables it owns (with the
+// fence and the epoch's last claimed commit) and its counters.
+func printGateways(out io.Writer, addrs []string) error {
+	var errs []error
+	client := &http.Client{Timeout: 5 * time.Second}
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nGATEWAY\tSITE\tSYNC_TABLES\tOWNS\tTAKEOVERS\tCOMMITS\tFENCED\tBUSY\tUNCONFIRMED")
+	for _, a := range addrs {
+		var st GatewayStatus
+		resp, err := client.Get("http://" + a + "/status")
+		if err == nil {
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("HTTP %s", resp.Status)
+			} else {
+				err = json.NewDecoder(resp.Body).Decode(&st)
+			}
+			resp.Body.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t?\t-\tdown: %v\n", a, err)
+			errs = append(errs, fmt.Errorf("gateway %s: %w", a, err))
+			continue
+		}
+		var owns []string
+		for _, o := range st.Owned {
+			owns = append(owns, fmt.Sprintf("%s(fence %d, last %d)", o.Table, o.Fence, o.Last))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\n", a, st.Site, strings.Join(st.SyncTables, ","), or(strings.Join(owns, " "), "-"),
+			st.Stats.Takeovers, st.Stats.Commits, st.Stats.Fenced, st.Stats.Busy, st.Stats.Unconfirmed)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 func printStreams(out io.Writer, url string) error {
 	nc, err := nats.Connect(url, nats.Timeout(3*time.Second))
 	if err != nil {
@@ -204,7 +255,16 @@ func printStreams(out io.Writer, url string) error {
 // is the quarantine reason or the table's last error (cut at 120 characters).
 func statusLine(s apply.OriginStatus, table string, t apply.TableStatus) string {
 	state, errText := "ok", t.LastError
+	mode := "async"
+	if t.Sync {
+		mode = "sync"
+	}
 	switch {
+	case t.Fenced > 0 && !t.Quarantined && !t.Retrying:
+		state = fmt.Sprintf("FENCED(%d)", t.Fenced)
+		if errText == "" {
+			errText = "last fenced-out commit " + t.LastFencedGTID + ": committed at its origin without the table's ownership, not applied"
+		}
 	case t.Quarantined:
 		state, errText = "QUARANTINED", t.QuarantineReason
 	case t.Retrying:
@@ -216,6 +276,6 @@ func statusLine(s apply.OriginStatus, table string, t apply.TableStatus) string 
 	if len(errText) > 120 {
 		errText = errText[:117] + "..."
 	}
-	return strings.Join([]string{s.Local, s.Origin, table, "async", state, fmt.Sprint(t.LagMs), fmt.Sprint(s.Pending),
+	return strings.Join([]string{s.Local, s.Origin, table, mode, state, fmt.Sprint(t.LagMs), fmt.Sprint(s.Pending),
 		fmt.Sprint(t.Rows), fmt.Sprint(t.Conflicts), fmt.Sprint(t.Refused), fmt.Sprint(t.Skipped), errText}, "\t")
 }

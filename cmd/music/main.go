@@ -25,6 +25,7 @@ type subcommand struct {
 var subcommands = map[string]subcommand{
 	"apply":   {"replay other sites' change streams into the local MariaDB and the MUSIC store", runApply},
 	"capture": {"tail a site's MariaDB binlog into its JetStream stream", runCapture},
+	"gateway": {"serve applications the site's MariaDB through MySQL's protocol, gating sync tables (ownership, durable commit)", runGateway},
 	"nats":    {"run a NATS server with JetStream (the local topology's message bus)", runNATS},
 	"status":  {"show every site's apply lag, pending changes and last error, and the change streams", runStatus},
 	"server":  {"serve the MUSIC v2 REST API (Cassandra store, ZooKeeper locks)", runServer},

@@ -172,6 +172,19 @@ func (e *BusyError) Error() string {
 func (c *Coordinator) Acquire(ctx context.Context, conn uint32, tables []string) error {
 	tables = append([]string(nil), tables...)
 	sort.Strings(tables) // the same order everywhere: two sites never wait for each other's second table
+	var got []string     // taken by this call: given back if a later one fails
+	giveBack := func() {
+		c.mu.Lock()
+		var hs []held
+		for _, t := range got {
+			hs = append(hs, c.conns[conn][t])
+			delete(c.conns[conn], t)
+		}
+		c.mu.Unlock()
+		for _, h := range hs {
+			h.release()
+		}
+	}
 	for _, t := range tables {
 		c.mu.Lock()
 		_, have := c.conns[conn][t]
@@ -183,6 +196,7 @@ func (c *Coordinator) Acquire(ctx context.Context, conn uint32, tables []string)
 		own, release, err := c.owners.Use(actx, t)
 		cancel()
 		if err != nil {
+			giveBack()
 			var busy *prom.BusyError
 			if errors.As(err, &busy) {
 				c.count(func(s *Stats) { s.Busy++ })
@@ -196,6 +210,7 @@ func (c *Coordinator) Acquire(ctx context.Context, conn uint32, tables []string)
 		}
 		c.conns[conn][t] = held{own: own, release: release}
 		c.mu.Unlock()
+		got = append(got, t)
 	}
 	return nil
 }

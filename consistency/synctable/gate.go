@@ -98,6 +98,9 @@ func (g *Gate) notify() {
 
 // SyncTables implements apply.SyncGate.
 func (g *Gate) SyncTables(tx *apply.Txn) []string {
+	if tx.IsDDL() || tx.Resync {
+		return nil // schema changes and resync rows are not owned commits (see docs/SYNC_TABLES.md)
+	}
 	var out []string
 	seen := map[string]bool{}
 	for _, e := range tx.Events {

@@ -178,7 +178,9 @@ type mirror struct {
 	noFollowOwn bool
 	// applyLog is the apply agents' log level; "debug" traces every per-key decision.
 	applyLog string
-	sites    []*siteAgents
+	// syncTables are the sync tables (patterns) of the agents and gateways; see sync_test.go.
+	syncTables []string
+	sites      []*siteAgents
 }
 
 // newMirror configures (does not start) the agents of sites for database db. The capture
@@ -239,14 +241,15 @@ server_id: %d
 stream: %s
 state_bucket: %s_STATE
 start: "binlog:%s:%d"
-include: ["%s.*"]
+include: ["%s.*"%s]
 checkpoint_interval: 200ms
 heartbeat: 500ms
 max_backoff: 2s
 duplicate_window: 10m
 metrics_addr: "%s"
 log: {level: warn, format: console}
-`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, or(sa.captureAddr, metricsAddr(26100+sa.site.Index)))
+`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, m.heartbeatInclude(),
+		or(sa.captureAddr, metricsAddr(26100+sa.site.Index)))
 }
 
 func (m *mirror) applyYAML(sa *siteAgents) string {
@@ -271,11 +274,21 @@ streams:
 nats_url: %s
 mariadb: {dsn: "%s"}
 %sfollow_own: %v
+sync_tables: [%s]
 ack_wait: 30s
 metrics_addr: "%s"
 log: {level: %s, format: console}
 `, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn,
-		or(sa.applyAddr, metricsAddr(26200+sa.site.Index)), m.applyLog)
+		strings.Join(m.syncTables, ", "), or(sa.applyAddr, metricsAddr(26200+sa.site.Index)), m.applyLog)
+}
+
+// heartbeatInclude adds the gateways' heartbeat table to what capture mirrors when there
+// are sync tables (see consistency/synctable).
+func (m *mirror) heartbeatInclude() string {
+	if len(m.syncTables) == 0 {
+		return ""
+	}
+	return `, "music_sync.*"`
 }
 
 // metricsAddr is an agent's metrics address (with /debug/pprof/) when E2E_PPROF is set, for
