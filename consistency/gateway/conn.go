@@ -144,6 +144,7 @@ func (c *conn) handshake() error {
 	}
 	gr, err := parseGreeting(hello.data)
 	if err != nil {
+		_ = writePacket(c.client, errPacket(0, &SQLError{Code: 2027, State: "HY000", Message: err.Error()}))
 		return err
 	}
 	c.id = gr.connID
@@ -158,6 +159,7 @@ func (c *conn) handshake() error {
 	}
 	resp, off, err := c.readHandshakeResponse()
 	if err != nil {
+		_ = writePacket(c.client, errPacket(2+off, &SQLError{Code: 1043, State: "08S01", Message: err.Error()}))
 		return err
 	}
 	hr, _ := parseHandshakeResponse(resp.data)

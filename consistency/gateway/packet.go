@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,13 +41,16 @@ func readPacket(r io.Reader, limit int) (packet, error) {
 		if len(p.data)+n > limit {
 			return p, fmt.Errorf("%w (over %d bytes)", ErrTooLarge, limit)
 		}
-		start := len(p.data)
-		if p.data == nil {
+		var err error
+		if p.data == nil && n <= 64<<10 {
 			p.data = make([]byte, n)
-		} else {
-			p.data = append(p.data, make([]byte, n)...)
+			_, err = io.ReadFull(r, p.data)
+		} else { // memory grows as bytes arrive, not as a header claims
+			buf := bytes.NewBuffer(p.data)
+			_, err = io.CopyN(buf, r, int64(n))
+			p.data = buf.Bytes()
 		}
-		if _, err := io.ReadFull(r, p.data[start:]); err != nil {
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
