@@ -67,7 +67,6 @@ type Locks interface {
 	AcquireWithLease(ctx context.Context, ref string, d time.Duration) (lock.Holding, error)
 	Holders(ctx context.Context, name string) ([]string, error)
 	Enquire(ctx context.Context, name string) (string, error)
-	Delete(ctx context.Context, name string) error
 	Ping(ctx context.Context) error
 }
 

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/music-coord/music/recipes/cas"
+	"github.com/music-coord/music/recipes/store"
 )
 
 // jsonConditional is ONAP's JsonConditional (the spelling "casscade" is ONAP's).
@@ -151,9 +153,9 @@ func (a *API) updateConditional(w http.ResponseWriter, r *http.Request, c caller
 }
 
 // conditionalStatus is ONAP's code for a failed conditional operation (insert answers
-// 200, update 400), except for what this API always answers alike: bad input, 403, 413.
+// 200, update 400), except for bad input, which is 400 here as for every endpoint.
 func conditionalStatus(err error, onap int) int {
-	if code := statusOf(err); code == http.StatusBadRequest || code == http.StatusNotFound || code == http.StatusRequestEntityTooLarge {
+	if errors.Is(err, errBadRequest) || errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrNotFound) {
 		return http.StatusBadRequest
 	}
 	return onap

@@ -65,9 +65,11 @@ func (a *API) createTable(w http.ResponseWriter, r *http.Request, c caller) {
 	success(w, obj{"message": "Tablename " + tb + " Created under keyspace " + ks})
 }
 
-// tableSpec turns ONAP's JsonTable into a TableSpec.
+// tableSpec turns ONAP's JsonTable into a TableSpec. As ONAP: "PRIMARY KEY" among the
+// fields replaces primaryKey; partitionKey, when given, wins over both, with
+// clusteringKey and then filteringKey as the clustering columns.
 func tableSpec(ks, tb string, body jsonTable) (store.TableSpec, error) {
-	spec := store.TableSpec{Keyspace: ks, Name: tb, Columns: map[string]string{}}
+	spec := store.TableSpec{Keyspace: ks, Name: tb, Columns: map[string]string{}, Properties: body.Properties}
 	pk := body.PrimaryKey
 	for name, typ := range body.Fields {
 		if strings.EqualFold(strings.TrimSpace(name), "PRIMARY KEY") {
@@ -76,14 +78,16 @@ func tableSpec(ks, tb string, body jsonTable) (store.TableSpec, error) {
 		}
 		spec.Columns[strings.ToLower(name)] = typ
 	}
+	part := body.PartitionKey
+	if part == "" {
+		part = body.PartitionColumns
+	}
 	var err error
-	if body.PartitionColumns != "" {
-		spec.PartitionKey, spec.ClusteringKey = splitList(body.PartitionColumns), splitList(body.ClusteringKey)
+	if part != "" {
+		spec.PartitionKey = splitList(strings.Trim(part, "() "))
+		spec.ClusteringKey = append(splitList(body.ClusteringKey), splitList(body.FilteringKey)...)
 	} else if spec.PartitionKey, spec.ClusteringKey, err = primaryKey(pk); err != nil {
 		return spec, err
-	}
-	if body.ClusteringKey != "" {
-		spec.ClusteringKey = splitList(body.ClusteringKey)
 	}
 	lower(spec.PartitionKey)
 	lower(spec.ClusteringKey)
@@ -93,16 +97,6 @@ func tableSpec(ks, tb string, body jsonTable) (store.TableSpec, error) {
 			col, dir, _ := strings.Cut(part, " ")
 			spec.ClusteringOrder[strings.ToLower(col)] = strings.TrimSpace(dir)
 		}
-	}
-	for k, v := range body.Properties {
-		if k != "default_time_to_live" {
-			return spec, badRequest("table property %q is not supported (only default_time_to_live)", k)
-		}
-		n, err := intField(k, v)
-		if err != nil {
-			return spec, err
-		}
-		spec.DefaultTTL = int(n)
 	}
 	return spec, nil
 }

@@ -28,8 +28,10 @@ type (
 		Fields           map[string]string `json:"fields"`
 		Properties       map[string]any    `json:"properties"`
 		PrimaryKey       string            `json:"primaryKey"`
-		PartitionColumns string            `json:"partitionColumns"`
+		PartitionKey     string            `json:"partitionKey"`
+		PartitionColumns string            `json:"partitionColumns"` // earlier name of partitionKey
 		ClusteringKey    string            `json:"clusteringKey"`
+		FilteringKey     string            `json:"filteringKey"`
 		ClusteringOrder  string            `json:"clusteringOrder"`
 		ConsistencyInfo  map[string]string `json:"consistencyInfo"`
 	}
@@ -38,6 +40,7 @@ type (
 		Conditions      map[string]json.RawMessage `json:"conditions"`
 		ConsistencyInfo map[string]string          `json:"consistencyInfo"`
 		TTL             any                        `json:"ttl"`
+		Timestamp       any                        `json:"timestamp"`
 		Columns         []string                   `json:"columns"`
 	}
 	jsonLock struct {

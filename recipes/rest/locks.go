@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -147,14 +148,47 @@ func (a *API) releaseLock(w http.ResponseWriter, r *http.Request, c caller) {
 	success(w, obj{"lock": obj{"lock": ref, "lock-status": "UNLOCKED"}})
 }
 
+// deleteLock is ONAP's (deprecated) delete: it removes the one lock reference
+// $keyspace.table.key$N it is given.
 func (a *API) deleteLock(w http.ResponseWriter, r *http.Request, c caller) {
-	name := r.PathValue("name")
-	if !a.lockKeyspace(w, c, name) {
+	ref := r.PathValue("name")
+	if !a.refKeyspace(w, c, ref) {
 		return
 	}
-	if err := a.locks.Delete(r.Context(), name); err != nil {
+	if err := a.locks.Release(r.Context(), ref); err != nil {
 		fail(w, err)
 		return
 	}
 	success(w, nil)
+}
+
+// promoter is the lock service's optional promotion of a read reference to a write one.
+type promoter interface {
+	Promote(ctx context.Context, ref string) error
+}
+
+// promoteLock is ONAP's promote: a read reference becomes a write reference in place.
+// A write reference answers 400 "Lockref is already write.", as ONAP.
+func (a *API) promoteLock(w http.ResponseWriter, r *http.Request, c caller) {
+	ref := r.PathValue("name")
+	if !a.refKeyspace(w, c, ref) {
+		return
+	}
+	body := obj{"lock": obj{"lock": ref}}
+	h, err := a.locks.Check(r.Context(), ref)
+	switch p, ok := a.locks.(promoter); {
+	case err == nil && h.Type == lock.Write:
+		err = errors.New("Lockref is already write.")
+	case ok:
+		err = p.Promote(r.Context(), ref)
+	default:
+		err = errors.New("Unable to promote lock: this lock service cannot promote read references")
+	}
+	if err != nil {
+		body["status"], body["error"], body["message"] = "FAILURE", err.Error(), err.Error()
+		writeJSON(w, http.StatusBadRequest, body)
+		return
+	}
+	body["message"] = "Lock has successfully been upgraded."
+	success(w, body)
 }

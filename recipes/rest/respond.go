@@ -11,6 +11,7 @@ import (
 	"gopkg.in/inf.v0"
 
 	"github.com/music-coord/music/consistency/lock"
+	"github.com/music-coord/music/recipes/cas"
 	"github.com/music-coord/music/recipes/store"
 )
 
@@ -41,20 +42,20 @@ func failure(w http.ResponseWriter, code int, msg string) {
 // fail writes err with the status its kind calls for.
 func fail(w http.ResponseWriter, err error) { failure(w, statusOf(err), err.Error()) }
 
+// statusOf maps errors to codes as ONAP does: 400 for every failed request (bad input,
+// unknown table or column, failed conditions, a lock not held or not obtained), 413 for
+// a body too large, 503 when Cassandra or ZooKeeper cannot serve, 500 for the rest.
 func statusOf(err error) int {
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errBadRequest), errors.Is(err, store.ErrInvalid),
-		errors.Is(err, lock.ErrBadName), errors.Is(err, lock.ErrBadRef):
+	case errors.Is(err, errBadRequest), errors.Is(err, store.ErrInvalid), errors.Is(err, store.ErrNotFound),
+		errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConditionFailed), errors.Is(err, store.ErrLock),
+		errors.Is(err, lock.ErrBadName), errors.Is(err, lock.ErrBadRef), errors.Is(err, lock.ErrNotHolder),
+		errors.Is(err, lock.ErrNotFound), errors.Is(err, lock.ErrTimeout), errors.Is(err, lock.ErrNoHolder),
+		errors.Is(err, cas.ErrBusy), errors.Is(err, cas.ErrNoRow):
 		return http.StatusBadRequest
-	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, store.ErrExists), errors.Is(err, store.ErrConditionFailed),
-		errors.Is(err, store.ErrLock), errors.Is(err, lock.ErrNotHolder),
-		errors.Is(err, lock.ErrNotFound), errors.Is(err, lock.ErrTimeout), errors.Is(err, lock.ErrNoHolder):
-		return http.StatusConflict
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}

@@ -32,6 +32,7 @@ func (a *API) routes() {
 		{"GET " + lk + "/{name}", "lock_state", false, a.enquireLock},
 		{"DELETE " + lk + "/release/{ref}", "lock_release", false, a.releaseLock},
 		{"DELETE " + lk + "/delete/{name}", "lock_delete", false, a.deleteLock},
+		{"POST " + lk + "/promote/{name}", "lock_promote", false, a.promoteLock},
 		{"GET " + Prefix + "/version", "version", true, a.version},
 		{"GET " + Prefix + "/version/build", "version_build", true, a.build},
 		{"GET " + Prefix + "/service/pingCassandra/{consistency}", "ping_cassandra_at", true, a.pingCassandraAt},

@@ -9,7 +9,8 @@ import (
 	"github.com/music-coord/music/recipes/store"
 )
 
-// rowWrite decodes a row request into a store.Write.
+// rowWrite decodes a row request into a store.Write. As ONAP, eventual writes ignore
+// conditions, and a critical write needs consistencyInfo.lockId.
 func rowWrite(r *http.Request, needKey bool) (store.Write, error) {
 	w := store.Write{Keyspace: r.PathValue("keyspace"), Table: r.PathValue("table")}
 	var body jsonRow
@@ -20,8 +21,20 @@ func rowWrite(r *http.Request, needKey bool) (store.Write, error) {
 	if err != nil {
 		return w, err
 	}
-	w.Values, w.Conditions, w.TTL = jsonValues(body.Values), jsonValues(body.Conditions), int(ttl)
+	if w.Timestamp, err = intField("timestamp", body.Timestamp); err != nil {
+		return w, err
+	}
+	w.Values, w.Conditions, w.TTL, w.Columns = jsonValues(body.Values), jsonValues(body.Conditions), int(ttl), body.Columns
 	w.Mode, w.LockRef = consistencyInfo(body.ConsistencyInfo)
+	w.Consistency = body.ConsistencyInfo["consistency"]
+	switch w.Mode {
+	case store.Eventual, store.EventualNB, "":
+		w.Conditions = nil
+	case store.Critical:
+		if w.LockRef == "" {
+			return w, badRequest(errNoLock)
+		}
+	}
 	if needKey {
 		if w.Key, err = rowKey(r.URL.Query()); err != nil {
 			return w, err
@@ -29,9 +42,6 @@ func rowWrite(r *http.Request, needKey bool) (store.Write, error) {
 		if len(w.Key) == 0 {
 			return w, badRequest("missing row identifier: give the row's key as ?column=value")
 		}
-	}
-	if len(body.Columns) > 0 {
-		return w, badRequest("deleting single columns is not supported; delete the row")
 	}
 	return w, nil
 }

@@ -20,16 +20,43 @@ func (s *Store) run(ctx context.Context, o *op, mode Mode, ref string, f func(*h
 	switch mode {
 	case Eventual, "":
 		return f(nil)
+	case EventualNB:
+		if err := s.stampAsHolder(ctx, o); err != nil {
+			return err
+		}
+		return f(nil)
 	case Critical:
 		h, err := s.guard(ctx, o, ref)
 		if err != nil {
 			return err
 		}
 		return f(h)
-	case Atomic:
+	case Atomic, AtomicDeleteLock:
 		return s.atomic(ctx, o, f)
 	}
-	return invalid("consistencyInfo.type must be eventual, critical or atomic, got %q", mode)
+	return invalid("consistencyInfo.type must be eventual, critical, atomic, eventual_nb or atomic_delete_lock, got %q", mode)
+}
+
+// stampAsHolder sets o's timestamp to the one the row's current lock holder would write
+// with now; with no holder it leaves o as it is.
+func (s *Store) stampAsHolder(ctx context.Context, o *op) error {
+	name, err := o.rowLockName()
+	if err != nil {
+		return err
+	}
+	refs, err := s.locks.Holders(ctx, name)
+	if errors.Is(err, lock.ErrNoHolder) || errors.Is(err, lock.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	h, err := s.locks.Check(ctx, refs[0])
+	if err != nil {
+		return nil // the holder left meanwhile: nothing to order against but older writes
+	}
+	o.ts = h.Timestamp(time.Now())
+	return nil
 }
 
 // lockName returns the lock name of the row whose key values are in m. As ONAP MUSIC

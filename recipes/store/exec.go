@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/gocql/gocql"
 )
 
 // exec runs a write. With h nil it is eventual (ONE; conditions as a lightweight
@@ -19,12 +21,12 @@ func (s *Store) exec(ctx context.Context, o *op, h *holder) error {
 			return err
 		}
 	}
-	var ts int64
+	ts, cl := o.ts, o.cl
 	if h != nil {
-		ts = h.Timestamp(time.Now())
+		ts, cl = h.Timestamp(time.Now()), gocql.Quorum
 	}
 	cql, args := writeCQL(o, ts, false)
-	err := s.sess.Query(cql, args...).WithContext(ctx).Consistency(consistency(h != nil)).Exec()
+	err := s.sess.Query(cql, args...).WithContext(ctx).Consistency(cl).Exec()
 	return classify(opName(o.kind)+" "+o.t.ref(), err)
 }
 
@@ -58,7 +60,7 @@ func writeCQL(o *op, ts int64, cas bool) (string, []any) {
 		cql = "UPDATE " + o.t.ref() + u + " SET " + joinEq(cols, ", ")
 		args = append(args, vals...)
 	case opDelete:
-		cql = "DELETE FROM " + o.t.ref() + u
+		cql = "DELETE " + strings.Join(o.cols, ", ") + " FROM " + o.t.ref() + u
 	}
 	kcols, kvals := sortedPairs(o.key)
 	cql += where(kcols)

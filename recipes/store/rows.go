@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -13,9 +14,16 @@ import (
 type Mode string
 
 const (
-	Eventual Mode = "eventual" // consistency ONE
+	Eventual Mode = "eventual" // consistency ONE (or Write.Consistency)
 	Critical Mode = "critical" // caller holds the row's lock; QUORUM, fenced timestamps
 	Atomic   Mode = "atomic"   // lock, critical operation, release, in one call
+	// EventualNB is an eventual write stamped as if the row's current lock holder made
+	// it now, so it orders with the critical writes (ONAP's eventual_nb); with no holder
+	// it is a plain eventual write.
+	EventualNB Mode = "eventual_nb"
+	// AtomicDeleteLock is ONAP's atomic_delete_lock: atomic, whose lock is always
+	// released (deleted) afterwards, as every atomic operation's is here.
+	AtomicDeleteLock Mode = "atomic_delete_lock"
 )
 
 // MaxRows bounds the rows one Select returns.
@@ -30,6 +38,14 @@ type Write struct {
 	TTL             int            // seconds; 0 for none
 	Mode            Mode
 	LockRef         string // critical: the caller's lock reference
+	// Timestamp is the write time in µs (USING TIMESTAMP) of an eventual write; 0 lets
+	// Cassandra stamp it. Critical and atomic writes are stamped by their lock.
+	Timestamp int64
+	// Consistency is the level of an eventual write, an ONAP name (see
+	// ValidConsistency); "" is ONE.
+	Consistency string
+	// Columns, for a delete, names the columns to delete instead of the row.
+	Columns []string
 }
 
 // Query selects rows by key (a partial or empty key selects many).
@@ -56,6 +72,9 @@ type op struct {
 	t                  *table
 	values, key, conds map[string]any
 	ttl, limit         int
+	ts                 int64             // eventual: USING TIMESTAMP; 0 for none
+	cl                 gocql.Consistency // eventual: the write's level
+	cols               []string          // delete: the columns to delete; nil for the row
 }
 
 func (s *Store) prepare(ctx context.Context, kind opKind, ks, tb string, values, key, conds map[string]any) (*op, error) {
@@ -110,15 +129,50 @@ func (s *Store) Delete(ctx context.Context, w Write) error {
 }
 
 func (s *Store) write(ctx context.Context, kind opKind, w Write) error {
-	if w.TTL < 0 {
-		return invalid("ttl must not be negative")
+	if w.TTL < 0 || w.Timestamp < 0 {
+		return invalid("ttl and timestamp must not be negative")
 	}
 	o, err := s.prepare(ctx, kind, w.Keyspace, w.Table, w.Values, w.Key, w.Conditions)
 	if err != nil {
 		return err
 	}
-	o.ttl = w.TTL
+	o.ttl, o.ts, o.cl = w.TTL, w.Timestamp, gocql.One
+	if w.Consistency != "" {
+		c, ok := consistencies[strings.ToUpper(w.Consistency)]
+		if !ok {
+			return invalid("Invalid Consistency type %q", w.Consistency)
+		}
+		o.cl = c
+		if strings.EqualFold(w.Consistency, "ANY") { // a write may take ANY; a read may not
+			o.cl = gocql.Any
+		}
+	}
+	if o.cols, err = o.deleteColumns(w.Columns); err != nil {
+		return err
+	}
 	return s.run(ctx, o, w.Mode, w.LockRef, func(h *holder) error { return s.exec(ctx, o, h) })
+}
+
+// deleteColumns checks the columns a delete names: existing, not of the primary key.
+func (o *op) deleteColumns(cols []string) ([]string, error) {
+	if len(cols) > 0 && o.kind != opDelete {
+		return nil, invalid("columns apply to a delete only")
+	}
+	out := make([]string, 0, len(cols))
+	for _, c := range cols {
+		id, err := Ident("column", c)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := o.t.types[id]; !ok {
+			return nil, invalidNotFound("column %s does not exist in %s", id, o.t.ref())
+		}
+		if slices.Contains(o.t.primary(), id) {
+			return nil, invalid("column %s is part of the primary key; delete the row", id)
+		}
+		out = append(out, id)
+	}
+	return out, nil
 }
 
 // Select returns the rows matching q.Key, each as column -> value.
@@ -155,15 +209,9 @@ func (s *Store) SelectEach(ctx context.Context, q Query, each func(map[string]an
 			cql += fmt.Sprintf(" LIMIT %d", o.limit)
 		}
 		iter := s.sess.Query(cql, args...).WithContext(ctx).Consistency(consistency(h != nil)).PageSize(pageSize).Iter()
-		for {
-			m := map[string]any{}
-			if !iter.MapScan(m) {
-				break
-			}
-			if err := each(m); err != nil {
-				_ = iter.Close()
-				return err
-			}
+		if err := scanRows(iter, each); err != nil {
+			_ = iter.Close()
+			return err
 		}
 		return classify("select from "+o.t.ref(), iter.Close())
 	})
@@ -177,14 +225,37 @@ func (s *Store) read(ctx context.Context, o *op, quorum bool) ([]map[string]any,
 	cql := "SELECT * FROM " + o.t.ref() + where(cols) + fmt.Sprintf(" LIMIT %d", o.limit)
 	iter := s.sess.Query(cql, args...).WithContext(ctx).Consistency(consistency(quorum)).Iter()
 	var rows []map[string]any
-	for {
-		m := map[string]any{}
-		if !iter.MapScan(m) {
-			break
-		}
-		rows = append(rows, m)
-	}
+	_ = scanRows(iter, func(m map[string]any) error { rows = append(rows, m); return nil })
 	return rows, classify("select from "+o.t.ref(), iter.Close())
+}
+
+// scanRows calls each with every row of iter as column -> value, a null column as nil
+// (gocql's MapScan would give the type's zero value).
+func scanRows(iter *gocql.Iter, each func(map[string]any) error) error {
+	rd, err := iter.RowData()
+	if err != nil {
+		return err
+	}
+	dest := make([]any, len(rd.Values))
+	for i, v := range rd.Values { // v is a *T; scan into **T, which gocql sets nil for null
+		dest[i] = reflect.New(reflect.TypeOf(v)).Interface()
+	}
+	for iter.Scan(dest...) {
+		m := make(map[string]any, len(dest))
+		for i, c := range rd.Columns {
+			p := reflect.ValueOf(dest[i]).Elem()
+			if p.IsNil() {
+				m[c] = nil
+			} else {
+				m[c] = p.Elem().Interface()
+				p.SetZero()
+			}
+		}
+		if err := each(m); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func consistency(quorum bool) gocql.Consistency {

@@ -2,8 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -78,7 +81,10 @@ type TableSpec struct {
 	PartitionKey    []string
 	ClusteringKey   []string
 	ClusteringOrder map[string]string // clustering column -> ASC or DESC
-	DefaultTTL      int               // default_time_to_live in seconds; 0 for none
+	// Properties are CQL table options (ONAP's JsonTable.properties), such as
+	// default_time_to_live: 60, comment: "x" or compaction: {"class": "..."}. Names
+	// must be table options; values strings, numbers, booleans or maps of those.
+	Properties map[string]any
 }
 
 // CreateTable creates the table if it does not exist.
@@ -178,13 +184,69 @@ func tableOptions(t TableSpec, ck []string) ([]string, error) {
 	if len(t.ClusteringOrder) > 0 {
 		opts = append(opts, "CLUSTERING ORDER BY ("+strings.Join(order, ", ")+")")
 	}
-	if t.DefaultTTL < 0 {
-		return nil, invalid("default_time_to_live must not be negative")
+	names := make([]string, 0, len(t.Properties))
+	for k := range t.Properties {
+		names = append(names, k)
 	}
-	if t.DefaultTTL > 0 {
-		opts = append(opts, fmt.Sprintf("default_time_to_live = %d", t.DefaultTTL))
+	slices.Sort(names)
+	for _, k := range names {
+		name := strings.ToLower(k)
+		if !tableProperties[name] {
+			return nil, invalid("table property %q is not a CQL table option", k)
+		}
+		v, err := propertyValue(t.Properties[k], true)
+		if err != nil {
+			return nil, fmt.Errorf("table property %s: %w", name, err)
+		}
+		opts = append(opts, name+" = "+v)
 	}
 	return opts, nil
+}
+
+// tableProperties are the CQL table options a table create may set.
+var tableProperties = map[string]bool{"additional_write_policy": true, "bloom_filter_fp_chance": true,
+	"caching": true, "cdc": true, "comment": true, "compaction": true, "compression": true,
+	"crc_check_chance": true, "dclocal_read_repair_chance": true, "default_time_to_live": true,
+	"gc_grace_seconds": true, "max_index_interval": true, "memtable_flush_period_in_ms": true,
+	"min_index_interval": true, "read_repair": true, "read_repair_chance": true, "speculative_retry": true}
+
+var numberRE = regexp.MustCompile(`^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+
+// propertyValue renders a property value as a CQL literal: strings quoted (quotes
+// doubled), numbers checked, maps (when allowed) as {'k': v}.
+func propertyValue(v any, mapOK bool) (string, error) {
+	switch x := v.(type) {
+	case string:
+		return "'" + strings.ReplaceAll(x, "'", "''") + "'", nil
+	case json.Number:
+		if !numberRE.MatchString(string(x)) {
+			return "", invalid("%q is not a number", x)
+		}
+		return string(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case map[string]any:
+		if !mapOK {
+			break
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			pv, err := propertyValue(x[k], false)
+			if err != nil {
+				return "", err
+			}
+			parts[i] = "'" + strings.ReplaceAll(k, "'", "''") + "': " + pv
+		}
+		return "{" + strings.Join(parts, ", ") + "}", nil
+	}
+	return "", invalid("value %v is not a string, number, boolean or map of those", v)
 }
 
 // DropTable drops the table.

@@ -17,6 +17,7 @@ type Locks interface {
 	Check(ctx context.Context, ref string) (lock.Holding, error)
 	Release(ctx context.Context, ref string) error
 	MarkSynced(ctx context.Context, name string) error
+	Holders(ctx context.Context, name string) ([]string, error)
 }
 
 var _ Locks = (*lock.Service)(nil)
