@@ -346,7 +346,7 @@ func (c *conn) command(p packet) error {
 	if err := c.send(p); err != nil {
 		return err
 	}
-	r, err := c.relay(kindOf(cmd))
+	r, err := c.relay(kindOf(cmd), info.ends)
 	if err != nil {
 		return err
 	}
@@ -378,11 +378,12 @@ func (c *conn) refuse(p packet, why error) error {
 // relay forwards the response to the command just sent, tracking the transaction state.
 // When a transaction with acquired tables ends (an OK/EOF without SERVER_STATUS_IN_TRANS,
 // or an ERR, which may have rolled it back), the rest of the response is held until the
-// hooks have been told (settle).
-func (c *conn) relay(kind respKind) (*response, error) {
+// hooks have been told (settle). holdAll holds all of it: COMMIT AND CHAIN and BEGIN commit
+// the open transaction and start the next in one statement, so no status shows the end.
+func (c *conn) relay(kind respKind, holdAll bool) (*response, error) {
 	r := newResponse(kind, c.caps&uint64(mysql.CLIENT_DEPRECATE_EOF) != 0)
 	var held []packet
-	holding := false
+	holding := holdAll && c.txn != nil
 	for !r.done {
 		p, err := c.recv()
 		if err != nil {

@@ -443,6 +443,17 @@ func TestImplicitCommitAndDeadlock(t *testing.T) {
 	f.want(f.rec.take(id), call{Hook: "acquire", Tables: f.acct()},
 		call{Hook: "committed", Tables: f.acct(), GTID: gtid}, call{Hook: "ended", Tables: f.acct()})
 
+	// COMMIT AND CHAIN and BEGIN commit and open the next transaction in one statement.
+	for _, next := range []string{"COMMIT AND CHAIN", "BEGIN"} {
+		f.exec(c, "BEGIN")
+		f.exec(c, "UPDATE acct SET bal = bal + 1 WHERE id = 1")
+		f.exec(c, next)
+		gtid := f.lastGTID(c)
+		f.want(f.rec.take(id), call{Hook: "acquire", Tables: f.acct()}, call{Hook: "committed", Tables: f.acct(), GTID: gtid})
+		f.exec(c, "ROLLBACK")
+		f.want(f.rec.take(id), call{Hook: "ended", Tables: f.acct()})
+	}
+
 	// Two transactions lock rows in opposite order: one is rolled back as a deadlock.
 	c2, id2 := f.conn(db)
 	f.exec(c, "BEGIN")

@@ -208,6 +208,8 @@ func TestRawProtocol(t *testing.T) {
 			if rows, _ := c.response(respRows); len(rows) != 2 {
 				t.Fatalf("fetched %d rows, want 2", len(rows))
 			}
+			f.want(f.rec.take(id), call{Hook: "acquire", Tables: f.acct()}, call{Hook: "ended", Tables: f.acct()}, // execute
+				call{Hook: "acquire", Tables: f.acct()}, call{Hook: "ended", Tables: f.acct()}) // fetch
 			c.write(0, binary.LittleEndian.AppendUint32([]byte{mysql.COM_STMT_CLOSE}, sel.StmtID))
 			c.write(0, []byte{mysql.COM_PING})
 			c.response(respResult)
@@ -219,6 +221,26 @@ func TestRawProtocol(t *testing.T) {
 			c.response(respOne)
 			c.write(0, append([]byte{mysql.COM_FIELD_LIST}, "acct\x00"...))
 			c.response(respFields)
+			// COM_CHANGE_USER rolls back an open transaction.
+			c.query("BEGIN")
+			c.query("UPDATE acct SET bal = 0 WHERE id = 1")
+			change := append([]byte{mysql.COM_CHANGE_USER}, "root\x00\x00"+f.db+"\x00\x2d\x00mysql_native_password\x00\x00"...)
+			c.write(0, change)
+			for p := c.read(); p.data[0] != 0x00; p = c.read() {
+				if p.data[0] != 0xFE {
+					t.Fatalf("change user: %q", p.data)
+				}
+				c.write(p.seq+1, nil)
+			}
+			f.want(f.rec.take(id), call{Hook: "acquire", Tables: f.acct()}, call{Hook: "ended", Tables: f.acct()})
+			if got := f.balance(1); got != 11 {
+				t.Fatalf("balance %d, want 11 (rolled back)", got)
+			}
+			if id2 := uint32(atoi(string(c.query("SELECT CONNECTION_ID()")[0][1:]))); id2 != id {
+				t.Fatalf("connection id %d after change user, was %d", id2, id)
+			}
+			c.query("UPDATE acct SET bal = 56 WHERE id = 1") // the database is still current
+			f.want(f.rec.take(id), f.committed(f.acct())...)
 			c.write(0, []byte{mysql.COM_QUIT})
 		})
 	}

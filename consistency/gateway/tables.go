@@ -17,6 +17,7 @@ type stmtInfo struct {
 	hasUse  bool               //
 	xaStart bool               // XA START / XA BEGIN
 	xaEnd   bool               // XA COMMIT / XA ROLLBACK
+	ends    bool               // COMMIT, ROLLBACK or BEGIN: may end a transaction and open the next
 	named   map[string][]Table // SQL-level PREPARE name FROM ...: the statement's tables
 }
 
@@ -55,6 +56,8 @@ func inspect(db, text string, named map[string][]Table) stmtInfo {
 		switch s := node.(type) {
 		case *ast.UseStmt:
 			db, info.use, info.hasUse = s.DBName, s.DBName, true
+		case *ast.CommitStmt, *ast.RollbackStmt, *ast.BeginStmt:
+			info.ends = true
 		case *ast.CallStmt: // a procedure may touch any table
 			info.tables = append(info.tables, Table{DB: "*", Name: "*"})
 		case *ast.PrepareStmt:
