@@ -37,6 +37,7 @@ type conn struct {
 	closeOnce              sync.Once
 	sockMu                 sync.Mutex // guards client and server against closeSockets
 	wErr                   error      // first error writing to the client; later writes are dropped
+	seq                    byte       // the sequence id the client expects next
 	caps                   uint64     // negotiated capabilities (MariaDB's in the upper 32 bits)
 
 	session
@@ -77,7 +78,7 @@ func (c *conn) serve() {
 		c.log.Debug("gateway: connection closed", zap.Error(err))
 	case errors.Is(err, ErrProtocol), errors.Is(err, ErrTooLarge):
 		m.errors.WithLabelValues("protocol").Inc()
-		c.toClient(errPacket(0, &SQLError{Code: 1153, State: "08S01", Message: err.Error()}))
+		c.toClient(errPacket(c.seq, &SQLError{Code: 1153, State: "08S01", Message: err.Error()}))
 		c.flush()
 		c.log.Warn("gateway: connection closed", zap.Error(err))
 	default:
@@ -285,8 +286,10 @@ func (c *conn) loop() error {
 		select {
 		case p, ok := <-c.fromClient:
 			if !ok {
+				c.seq = 1 // as if answering a new command
 				return c.clientErr
 			}
+			c.seq = p.next()
 			if err := c.command(p); err != nil {
 				return err
 			}
@@ -369,9 +372,20 @@ func (c *conn) changeUser(p packet) error {
 	return err
 }
 
-// refuse answers p with an ERR instead of relaying it.
+// refuse answers p with an ERR instead of relaying it. A refused COM_STMT_EXECUTE's
+// statement is reset at the backend, so long data sent for it is not appended to next time.
 func (c *conn) refuse(p packet, why error) error {
 	c.toClient(errPacket(p.next(), sqlError(why)))
+	if p.data[0] == mysql.COM_STMT_EXECUTE {
+		id := binary.LittleEndian.Uint32(p.data[1:])
+		if id == 0xFFFFFFFF {
+			id = c.lastStmt
+		}
+		var refused *SQLError
+		if _, err := c.own(binary.LittleEndian.AppendUint32([]byte{mysql.COM_STMT_RESET}, id)); err != nil && !errors.As(err, &refused) {
+			return err
+		}
+	}
 	return c.endIfIdle()
 }
 
@@ -442,6 +456,7 @@ func (c *conn) toClient(p packet) {
 	if c.wErr == nil {
 		c.wErr = writePacket(c.cw, p)
 	}
+	c.seq = p.next()
 }
 
 func (c *conn) flush() {

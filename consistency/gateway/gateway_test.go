@@ -363,6 +363,36 @@ func TestAcquireRefused(t *testing.T) {
 		call{Hook: "ended", Tables: f.acct()})
 }
 
+// TestAcquireRefusedLongData: a refused execute does not leave its long data behind to be
+// joined to the next execute's.
+func TestAcquireRefusedLongData(t *testing.T) {
+	f := newFixture(t)
+	c, id := f.conn(f.open(func(c *mysql.Config) { c.MaxAllowedPacket = 1 << 20 })) // long data from 350 KiB
+	ctx := context.Background()
+	stmt, err := c.PrepareContext(ctx, "INSERT INTO blobs VALUES (?, ?)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stmt.Close()
+	blob := bytes.Repeat([]byte{7}, 1<<20)
+	f.rec.set(func(r *recorder) { r.acquireErr = errors.New("not now") })
+	if _, err := stmt.ExecContext(ctx, 1, blob); err == nil || !strings.Contains(err.Error(), "not now") {
+		t.Fatalf("got %v, want the refusal", err)
+	}
+	f.rec.set(func(r *recorder) { r.acquireErr = nil })
+	if _, err := stmt.ExecContext(ctx, 1, blob); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := c.QueryRowContext(ctx, "SELECT LENGTH(b) FROM blobs WHERE id = 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(blob) {
+		t.Fatalf("blob of %d bytes stored, want %d", n, len(blob))
+	}
+	f.rec.take(id)
+}
+
 func TestCommittedFails(t *testing.T) {
 	f := newFixture(t)
 	f.rec.set(func(r *recorder) { r.committedErr = errors.New("store unreachable") })
@@ -461,7 +491,10 @@ func TestImplicitCommitAndDeadlock(t *testing.T) {
 	f.exec(c, "UPDATE acct SET bal = bal + 1 WHERE id = 1")
 	f.exec(c2, "UPDATE acct SET bal = bal + 1 WHERE id = 2")
 	errs := make(chan error, 2)
-	go func() { _, err := c.ExecContext(context.Background(), "UPDATE acct SET bal = bal + 1 WHERE id = 2"); errs <- err }()
+	go func() {
+		_, err := c.ExecContext(context.Background(), "UPDATE acct SET bal = bal + 1 WHERE id = 2")
+		errs <- err
+	}()
 	time.Sleep(200 * time.Millisecond)
 	_, err2 := c2.ExecContext(context.Background(), "UPDATE acct SET bal = bal + 1 WHERE id = 1")
 	err1 := <-errs

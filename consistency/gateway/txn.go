@@ -237,9 +237,19 @@ func (c *conn) ensureDB() error {
 }
 
 // query runs sql on the backend for the gateway itself, between client commands, and
-// returns its first row. An ERR from the backend is an error.
+// returns its first row.
 func (c *conn) query(sql string) ([]string, error) {
-	if err := c.send(packet{data: append([]byte{mysql.COM_QUERY}, sql...)}); err != nil {
+	row, err := c.own(append([]byte{mysql.COM_QUERY}, sql...))
+	if err == nil && row == nil {
+		err = errors.New("backend: " + sql + ": no row")
+	}
+	return row, err
+}
+
+// own sends a command of the gateway's own to the backend and returns the first row of
+// its response. An ERR from the backend is an error.
+func (c *conn) own(cmd []byte) ([]string, error) {
+	if err := c.send(packet{data: cmd}); err != nil {
 		return nil, err
 	}
 	r := newResponse(respResult, c.caps&uint64(mysql.CLIENT_DEPRECATE_EOF) != 0)
@@ -258,13 +268,10 @@ func (c *conn) query(sql string) ([]string, error) {
 				return nil, err
 			}
 		case r.isErr:
-			return nil, fmt.Errorf("backend: %s: %w", sql, parseErr(p.data))
+			return nil, fmt.Errorf("backend: %q: %w", cmd, parseErr(p.data))
 		case r.hasStatus:
 			c.noteStatus(r.status)
 		}
-	}
-	if row == nil {
-		return nil, errors.New("backend: " + sql + ": no row")
 	}
 	return row, nil
 }
