@@ -34,8 +34,9 @@ type Txn struct {
 	// sinks record its version (and repair a row an older remote change overwrote) rather
 	// than replay it. The worker sets it when Origin is the local site.
 	Own bool
-	// Sync lists the sync tables the transaction touches, and TableVersions their
-	// versions (VersionFor), as the sync gate admitted it; both empty for async tables.
+	// Sync lists the ownership units of the sync tables the transaction touches, and
+	// TableVersions the versions of those tables (VersionFor), as the sync gate admitted
+	// it; both empty for async tables.
 	Sync          []string
 	TableVersions map[string]Version
 }

@@ -17,11 +17,13 @@ var ErrFenced = errors.New("apply: fenced out: committed without the sync table'
 // version order (consistency/sync implements it). A transaction that touches no sync
 // table does not reach it.
 type SyncGate interface {
-	// SyncTables returns the sync tables ("db.table") tx touches.
+	// SyncTables returns the ownership units of the sync tables tx touches ("db.table",
+	// or a pattern "db.t_*" naming several tables with one owner).
 	SyncTables(tx *Txn) []string
 	// Admit blocks until tx's origin is known to have committed it while owning every one
-	// of tables (claimed), and returns each table's version for tx; or it returns an
-	// error wrapping ErrFenced when it never will be. Other errors are retried.
+	// of units (claimed), and returns the version of tx at each of its sync tables
+	// ("db.table"); or it returns an error wrapping ErrFenced when it never will be. Other
+	// errors are retried.
 	Admit(ctx context.Context, tx *Txn, tables []string) (map[string]Version, error)
 	// Received is called in stream order for every transaction of the site's own stream
 	// as it is assembled, and Done once it is finished: applied by every sink (applied
@@ -59,7 +61,7 @@ func (w *Worker) admitSync(ctx context.Context, tx *Txn, tables []string) (ok, s
 		case err == nil:
 			tx.Sync, tx.TableVersions = sync, versions
 			w.status.update(func(st *OriginStatus) {
-				for _, t := range sync {
+				for t := range versions {
 					ts := st.Tables[t]
 					ts.Sync = true
 					st.Tables[t] = ts

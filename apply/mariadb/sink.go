@@ -150,9 +150,10 @@ func (s *Sink) createMeta(ctx context.Context) error {
 }
 
 // recordSync notes, in the replay's own transaction, that tx is applied to each sync
-// table it touches: the gateway of this site reads it before it takes a table over, to
-// know that every commit the other sites acknowledged on it is here (the worker applies a
-// sync table's transactions in their origin's order, so the last one names a prefix).
+// ownership unit it touches ("db.table" or "db.pattern", kept as db, tbl): the gateway of
+// this site reads it before it takes a unit over, to know that every commit the other
+// sites acknowledged on it is here (the worker applies a unit's transactions in their
+// origin's order, so the last one names a prefix).
 func (s *Sink) recordSync(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn) error {
 	for _, t := range tx.Sync {
 		db, table, _ := strings.Cut(t, ".")

@@ -167,11 +167,20 @@ func (e *BusyError) Error() string {
 	return fmt.Sprintf("MUSIC: sync table %s is owned by site %s; ownership not obtained within %s", e.Table, e.Owner, e.Waited.Round(time.Millisecond))
 }
 
-// Acquire makes connection conn's transaction an owner-user of tables ("db.table"),
-// taking their ownership first. Tables already held by the transaction are skipped.
-func (c *Coordinator) Acquire(ctx context.Context, conn uint32, tables []string) error {
-	tables = append([]string(nil), tables...)
-	sort.Strings(tables) // the same order everywhere: two sites never wait for each other's second table
+// Acquire makes connection conn's transaction an owner-user of the sync tables names
+// ("db.table"), taking the ownership of their units (Tables.Unit) first. Units already
+// held by the transaction are skipped.
+func (c *Coordinator) Acquire(ctx context.Context, conn uint32, names []string) error {
+	var tables []string // ownership units
+	seen := map[string]bool{}
+	for _, n := range names {
+		db, tb, _ := strings.Cut(n, ".")
+		if u, ok := c.tables.Unit(db, tb); ok && !seen[u] {
+			seen[u] = true
+			tables = append(tables, u)
+		}
+	}
+	sort.Strings(tables) // the same order everywhere: two sites never wait for each other's second unit
 	var got []string     // taken by this call: given back if a later one fails
 	giveBack := func() {
 		c.mu.Lock()

@@ -96,7 +96,7 @@ func (g *Gate) notify() {
 	g.mu.Unlock()
 }
 
-// SyncTables implements apply.SyncGate.
+// SyncTables implements apply.SyncGate: the ownership units (Tables.Unit) tx touches.
 func (g *Gate) SyncTables(tx *apply.Txn) []string {
 	if tx.IsDDL() || tx.Resync {
 		return nil // schema changes and resync rows are not owned commits (see docs/SYNC_TABLES.md)
@@ -104,10 +104,9 @@ func (g *Gate) SyncTables(tx *apply.Txn) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, e := range tx.Events {
-		t := e.Source.DB + "." + e.Source.Table
-		if !seen[t] && g.tables.Sync(e.Source.DB, e.Source.Table) {
-			seen[t] = true
-			out = append(out, t)
+		if u, ok := g.tables.Unit(e.Source.DB, e.Source.Table); ok && !seen[u] {
+			seen[u] = true
+			out = append(out, u)
 		}
 	}
 	return out
@@ -120,7 +119,7 @@ func (g *Gate) Admit(ctx context.Context, tx *apply.Txn, tables []string) (map[s
 		return nil, nil // rows of the store or a snapshot: versions of their own
 	}
 	seq := int64(tx.GTID.Seq)
-	versions := map[string]apply.Version{}
+	versions := map[string]apply.Version{} // per table of a unit
 	for _, t := range tables {
 		wait := time.Millisecond
 		for {
@@ -132,7 +131,11 @@ func (g *Gate) Admit(ctx context.Context, tx *apply.Txn, tables []string) (map[s
 				return nil, err
 			}
 			if v == Claimed {
-				versions[t] = apply.Version{TsUs: ep.Version(seq), Domain: tx.GTID.Domain, Seq: tx.GTID.Seq}
+				for _, e := range tx.Events {
+					if u, _ := g.tables.Unit(e.Source.DB, e.Source.Table); u == t {
+						versions[e.Source.DB+"."+e.Source.Table] = apply.Version{TsUs: ep.Version(seq), Domain: tx.GTID.Domain, Seq: tx.GTID.Seq}
+					}
+				}
 				break
 			}
 			if v == Fenced {

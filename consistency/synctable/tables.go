@@ -29,20 +29,28 @@ func NewTables(patterns []string) (*Tables, error) {
 
 // Sync reports whether db.table is a sync table.
 func (t *Tables) Sync(db, table string) bool {
+	_, ok := t.Unit(db, table)
+	return ok
+}
+
+// Unit is the ownership unit of db.table: the first pattern that matches it. All the
+// tables of one pattern ("camunda.act_*") have one owner and one sequence of epochs, so
+// an application whose transactions span them (a workflow engine) moves one ownership,
+// not one per table; list tables separately to own them separately.
+func (t *Tables) Unit(db, table string) (string, bool) {
 	if t == nil || db == "" || table == "" {
-		return false
+		return "", false
 	}
-	name := strings.ToLower(db + "." + table)
+	d, tb := strings.ToLower(db), strings.ToLower(table)
 	for _, p := range t.patterns {
 		pd, pt, _ := strings.Cut(p, ".")
-		d, tb, _ := strings.Cut(name, ".")
 		if okd, _ := path.Match(pd, d); okd {
 			if okt, _ := path.Match(pt, tb); okt {
-				return true
+				return p, true
 			}
 		}
 	}
-	return false
+	return "", false
 }
 
 // Patterns returns the patterns, for status.
