@@ -13,6 +13,7 @@ import (
 // stmtInfo is what the gateway learns from the text of a COM_QUERY or COM_STMT_PREPARE.
 type stmtInfo struct {
 	tables  []Table            // every table referenced, qualified; see the package doc for "*"
+	prepare *stmtInfo          // COM_STMT_PREPARE: the statement prepared
 	use     string             // database of the last USE
 	hasUse  bool               //
 	xaStart bool               // XA START / XA BEGIN

@@ -12,11 +12,11 @@ import (
 
 // session is what the gateway tracks of the backend session to run the hooks.
 type session struct {
-	db       string             // current database
-	dbKnown  bool               // false after a USE whose outcome is unclear: ask the backend
-	stmts    map[uint32][]Table // tables of each prepared statement
-	lastStmt uint32             // the last one prepared (MariaDB's statement id -1 means it)
-	named    map[string][]Table // tables of SQL-level prepared statements, by name
+	db       string              // current database
+	dbKnown  bool                // false after a USE whose outcome is unclear: ask the backend
+	stmts    map[uint32]stmtInfo // tables of each prepared statement
+	lastStmt uint32              // the last one prepared (MariaDB's statement id -1 means it)
+	named    map[string][]Table  // tables of SQL-level prepared statements, by name
 
 	inTrans    bool // SERVER_STATUS_IN_TRANS of the last OK/EOF
 	stateKnown bool // false after an ERR, until the next OK/EOF
@@ -39,7 +39,7 @@ type txn struct {
 var errXA = &SQLError{Code: 1399, State: "XAE07", Message: "gateway: sync tables cannot be used in XA transactions"}
 
 func (s *session) reset() {
-	s.stmts, s.named, s.lastStmt, s.xa, s.gtidFresh = map[uint32][]Table{}, map[string][]Table{}, 0, false, false
+	s.stmts, s.named, s.lastStmt, s.xa, s.gtidFresh = map[uint32]stmtInfo{}, map[string][]Table{}, 0, false, false
 }
 
 func (s *session) noteStatus(st uint16) {
@@ -47,8 +47,7 @@ func (s *session) noteStatus(st uint16) {
 }
 
 // inspect finds the tables command p touches (COM_QUERY, COM_STMT_EXECUTE, ...) and, for
-// COM_STMT_PREPARE, those of the statement prepared (kept in info.named[""] until the
-// prepare succeeds).
+// COM_STMT_PREPARE, those of the statement prepared.
 func (c *conn) inspect(p packet) (stmtInfo, error) {
 	switch p.data[0] {
 	case mysql.COM_QUERY, mysql.COM_STMT_PREPARE:
@@ -57,8 +56,7 @@ func (c *conn) inspect(p packet) (stmtInfo, error) {
 		}
 		info := inspect(c.db, string(p.data[1:]), c.named)
 		if p.data[0] == mysql.COM_STMT_PREPARE {
-			info.named = map[string][]Table{"": info.tables}
-			info.tables = nil
+			info = stmtInfo{prepare: &stmtInfo{tables: info.tables, ends: info.ends}}
 		}
 		return info, nil
 	case mysql.COM_STMT_EXECUTE, mysql.COM_STMT_FETCH, comStmtBulkExecute:
@@ -69,7 +67,7 @@ func (c *conn) inspect(p packet) (stmtInfo, error) {
 		if id == 0xFFFFFFFF {
 			id = c.lastStmt
 		}
-		return stmtInfo{tables: c.stmts[id]}, nil
+		return c.stmts[id], nil
 	}
 	return stmtInfo{}, nil
 }
@@ -91,7 +89,7 @@ func (c *conn) after(p packet, r *response, info stmtInfo) {
 		}
 	case mysql.COM_STMT_PREPARE:
 		if !r.sawErr && c.hooks != nil {
-			c.stmts[r.StmtID], c.lastStmt = info.named[""], r.StmtID
+			c.stmts[r.StmtID], c.lastStmt = *info.prepare, r.StmtID
 		}
 	case mysql.COM_RESET_CONNECTION:
 		c.session.reset()
