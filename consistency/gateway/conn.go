@@ -113,49 +113,12 @@ func (c *conn) closeSockets() {
 
 // handshake relays the greeting, the client's handshake response (after TLS if asked
 // for) and the authentication exchange, masking the capabilities the gateway does not
-// parse.
+// parse. Then the pumps run.
 func (c *conn) handshake() error {
-	cfg := c.g.cfg
-	deadline := time.Now().Add(cfg.DialTimeout)
+	deadline := time.Now().Add(c.g.cfg.DialTimeout)
 	_ = c.client.SetDeadline(deadline)
-	d := net.Dialer{Timeout: cfg.DialTimeout}
-	server, err := d.DialContext(c.ctx, "tcp", cfg.Backend)
+	sr, serverCaps, err := c.greet(deadline)
 	if err != nil {
-		_ = writePacket(c.client, errPacket(0, &SQLError{Code: 2003, State: "HY000", Message: "gateway: backend unreachable"}))
-		return fmt.Errorf("dial backend: %w", err)
-	}
-	c.sockMu.Lock()
-	c.server = server
-	c.sockMu.Unlock()
-	select {
-	case <-c.stopped: // closed by force while dialling
-		server.Close()
-		return net.ErrClosed
-	default:
-	}
-	_ = server.SetDeadline(deadline)
-	sr := bufio.NewReader(server)
-	hello, err := readPacket(sr, cfg.MaxPacket)
-	if err != nil {
-		return fmt.Errorf("read greeting: %w", err)
-	}
-	if len(hello.data) > 0 && hello.data[0] == 0xFF { // refused: too many connections, ...
-		_ = writePacket(c.client, hello)
-		return fmt.Errorf("backend refused: %w", parseErr(hello.data))
-	}
-	gr, err := parseGreeting(hello.data)
-	if err != nil {
-		_ = writePacket(c.client, errPacket(0, &SQLError{Code: 2027, State: "HY000", Message: err.Error()}))
-		return err
-	}
-	c.id = gr.connID
-	serverCaps := gr.caps.get(hello.data)
-	offered := serverCaps&allowedCaps | uint64(mysql.CLIENT_SSL)
-	if cfg.TLS == nil {
-		offered &^= uint64(mysql.CLIENT_SSL)
-	}
-	gr.caps.set(hello.data, offered)
-	if err := writePacket(c.client, hello); err != nil {
 		return err
 	}
 	resp, off, err := c.readHandshakeResponse()
@@ -169,7 +132,7 @@ func (c *conn) handshake() error {
 	c.caps = asked & serverCaps
 	c.db, c.dbKnown = hr.db, true
 	resp.seq -= off // the backend saw no SSLRequest
-	c.cw, c.sw = bufio.NewWriterSize(c.client, 64<<10), bufio.NewWriterSize(server, 64<<10)
+	c.cw, c.sw = bufio.NewWriterSize(c.client, 64<<10), bufio.NewWriterSize(c.server, 64<<10)
 	if err := c.send(resp); err != nil {
 		return err
 	}
@@ -183,7 +146,52 @@ func (c *conn) handshake() error {
 		return errors.New("authentication refused by the backend")
 	}
 	_ = c.client.SetDeadline(time.Time{})
-	return server.SetDeadline(time.Time{})
+	return c.server.SetDeadline(time.Time{})
+}
+
+// greet dials the backend and relays its greeting, with the capabilities offered masked.
+// It returns the backend's reader and capabilities.
+func (c *conn) greet(deadline time.Time) (*bufio.Reader, uint64, error) {
+	d := net.Dialer{Deadline: deadline}
+	server, err := d.DialContext(c.ctx, "tcp", c.g.cfg.Backend)
+	if err != nil {
+		_ = writePacket(c.client, errPacket(0, &SQLError{Code: 2003, State: "HY000", Message: "gateway: backend unreachable"}))
+		return nil, 0, fmt.Errorf("dial backend: %w", err)
+	}
+	c.sockMu.Lock()
+	c.server = server
+	c.sockMu.Unlock()
+	select {
+	case <-c.stopped: // closed by force while dialling
+		server.Close()
+		return nil, 0, net.ErrClosed
+	default:
+	}
+	_ = server.SetDeadline(deadline)
+	sr := bufio.NewReader(server)
+	hello, err := readPacket(sr, c.g.cfg.MaxPacket)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read greeting: %w", err)
+	}
+	if len(hello.data) > 0 && hello.data[0] == 0xFF { // refused: too many connections, ...
+		_ = writePacket(c.client, hello)
+		return nil, 0, fmt.Errorf("backend refused: %w", parseErr(hello.data))
+	}
+	gr, err := parseGreeting(hello.data)
+	if err != nil {
+		_ = writePacket(c.client, errPacket(0, &SQLError{Code: 2027, State: "HY000", Message: err.Error()}))
+		return nil, 0, err
+	}
+	c.id = gr.connID
+	serverCaps := gr.caps.get(hello.data)
+	offered := serverCaps & allowedCaps
+	if c.g.cfg.TLS != nil {
+		offered |= uint64(mysql.CLIENT_SSL)
+	} else {
+		offered &^= uint64(mysql.CLIENT_SSL)
+	}
+	gr.caps.set(hello.data, offered)
+	return sr, serverCaps, writePacket(c.client, hello)
 }
 
 // readHandshakeResponse reads the client's handshake response, doing the TLS handshake

@@ -36,13 +36,13 @@ func TestPacketFragments(t *testing.T) {
 // TestResponseFraming: where each kind of response ends, and the transaction status it
 // reports.
 func TestResponseFraming(t *testing.T) {
-	inTrans := []byte{0, 0, 0, 1, 0, 0, 0}                 // OK, SERVER_STATUS_IN_TRANS
-	more := []byte{0, 0, 0, 8, 0, 0, 0}                    // OK, SERVER_MORE_RESULTS_EXISTS
-	eof := []byte{0xFE, 0, 0, 2, 0}                        // EOF, autocommit
-	eofCursor := []byte{0xFE, 0, 0, 0x42, 0}               // EOF, cursor exists
-	okFE := []byte{0xFE, 0, 0, 2, 0, 0, 0}                 // OK ending rows (CLIENT_DEPRECATE_EOF)
-	col := []byte{3, 'd', 'e', 'f'}                        // a column definition (enough here)
-	row := []byte{1, 'x'}                                  // a text row
+	inTrans := []byte{0, 0, 0, 1, 0, 0, 0}   // OK, SERVER_STATUS_IN_TRANS
+	more := []byte{0, 0, 0, 8, 0, 0, 0}      // OK, SERVER_MORE_RESULTS_EXISTS
+	eof := []byte{0xFE, 0, 0, 2, 0}          // EOF, autocommit
+	eofCursor := []byte{0xFE, 0, 0, 0x42, 0} // EOF, cursor exists
+	okFE := []byte{0xFE, 0, 0, 2, 0, 0, 0}   // OK ending rows (CLIENT_DEPRECATE_EOF)
+	col := []byte{3, 'd', 'e', 'f'}          // a column definition (enough here)
+	row := []byte{1, 'x'}                    // a text row
 	errP := []byte{0xFF, 0x15, 0x04, '#', '2', '8', '0', '0', '0'}
 	progress := []byte{0xFF, 0xFF, 0xFF, 1, 1, 0, 0, 0, 0} // MariaDB progress report
 	prep := func(cols, params byte) []byte { return []byte{0, 1, 0, 0, 0, cols, 0, params, 0, 0, 0, 0} }
