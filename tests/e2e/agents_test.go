@@ -163,7 +163,13 @@ type siteAgents struct {
 	// captureAddr, applyAddr: the agents' metrics and status addresses ("": none unless
 	// E2E_PPROF is set; see mirror.withStatusAddrs).
 	captureAddr, applyAddr string
+	// natsURL, zooKeeper: the site's own links to NATS and ZooKeeper when they go through
+	// a fault proxy ("": the mirror's).
+	natsURL, zooKeeper string
 }
+
+// nats is the NATS URL the site's agents use.
+func (sa *siteAgents) nats(m *mirror) string { return or(sa.natsURL, m.natsURL) }
 
 // mirror is a MUSIC deployment for one test: a capture and an apply agent per site, with
 // site, stream, consumer and bucket names unique to the test, on one database.
@@ -179,8 +185,9 @@ type mirror struct {
 	// applyLog is the apply agents' log level; "debug" traces every per-key decision.
 	applyLog string
 	// syncTables are the sync tables (patterns) of the agents and gateways; see sync_test.go.
-	syncTables []string
-	sites      []*siteAgents
+	syncTables     []string
+	acquireTimeout string // the gateways' acquire_timeout ("": 20s)
+	sites          []*siteAgents
 }
 
 // newMirror configures (does not start) the agents of sites for database db. The capture
@@ -248,7 +255,7 @@ max_backoff: 2s
 duplicate_window: 10m
 metrics_addr: "%s"
 log: {level: warn, format: console}
-`, sa.name, sa.site.DSN(""), m.natsURL, sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, m.heartbeatInclude(),
+`, sa.name, sa.site.DSN(""), sa.nats(m), sa.site.Index, serverID, sa.stream, sa.stream, file, pos, m.db, m.heartbeatInclude(),
 		or(sa.captureAddr, metricsAddr(26100+sa.site.Index)))
 }
 
@@ -278,7 +285,7 @@ sync_tables: [%s]
 ack_wait: 30s
 metrics_addr: "%s"
 log: {level: %s, format: console}
-`, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), m.natsURL, sa.site.DSN(""), store, !m.noFollowOwn,
+`, sa.name, strings.Join(origins, ", "), strings.Join(streams, "\n"), sa.nats(m), sa.site.DSN(""), store, !m.noFollowOwn,
 		strings.Join(m.syncTables, ", "), or(sa.applyAddr, metricsAddr(26200+sa.site.Index)), m.applyLog)
 }
 

@@ -36,6 +36,7 @@ func (m *mirror) startGateways(t *testing.T) []*syncGateway {
 	dir := t.TempDir()
 	for _, sa := range m.sites {
 		g := &syncGateway{site: sa, addr: testenv.FreeAddr(t), status: testenv.FreeAddr(t)}
+		acquire := or(m.acquireTimeout, "20s")
 		cfg := filepath.Join(dir, sa.site.Name+"-gateway.yaml")
 		writeFile(t, cfg, fmt.Sprintf(`site: %s
 listen: %s
@@ -46,11 +47,11 @@ zookeeper: [%s]
 prom: {root: %s, lease: 3s}
 cassandra: {hosts: [%q], keyspace: %s}
 nats_url: %s
-acquire_timeout: 20s
+acquire_timeout: %s
 metrics_addr: %s
 log: {level: warn, format: console}
 `, sa.name, g.addr, sa.site.Host, sa.site.Port, sa.site.DSN(""), strings.Join(m.syncTables, ", "),
-			strings.Join(testenv.ZooKeeper(t), ", "), root, m.store, m.keyspace, m.natsURL, g.status))
+			or(sa.zooKeeper, strings.Join(testenv.ZooKeeper(t), ", ")), root, m.store, m.keyspace, sa.nats(m), acquire, g.status))
 		g.agent = newAgent(t, "gateway-"+sa.site.Name, "gateway", "--config", cfg)
 		g.start()
 		out = append(out, g)
@@ -435,5 +436,91 @@ func TestSyncFailover(t *testing.T) {
 	}
 	if takeovers < 2 {
 		t.Errorf("ownership moved %d times", takeovers)
+	}
+}
+
+// TestSyncPartition cuts site c's links to ZooKeeper and NATS (through fault proxies)
+// for 15 s while workers at every site transfer: c's sync transactions fail with a clear
+// error, naming the table, within the acquire timeout; c's async writes go on locally;
+// a and b keep transferring; after the heal c catches up, and all sites and the store
+// end identical with the bank's invariants.
+func TestSyncPartition(t *testing.T) {
+	sites := testenv.Sites(t)
+	ks, _ := testenv.NewKeyspace(t)
+	db := testenv.NewDatabase(t, sites...)
+	m := newMirror(t, testenv.NATS(t), db, ks, sites)
+	m.syncTables = []string{db + ".accounts", db + ".transfers"}
+	m.acquireTimeout = "5s"
+	m.withStatusAddrs(t)
+	c := m.sites[2]
+	natsProxy := testenv.NewProxy(t, strings.TrimPrefix(m.natsURL, "nats://"))
+	zkProxy := testenv.NewProxy(t, testenv.ZooKeeper(t)[0])
+	c.natsURL, c.zooKeeper = "nats://"+natsProxy.Addr(), zkProxy.Addr()
+	m.startAll()
+	d := &drill{t: t, m: m, db: db, ks: ks}
+	for _, s := range sites {
+		d.pools = append(d.pools, s.Open(t, db))
+	}
+	d.waitStreams()
+	d.exec(d.pools[0], "CREATE TABLE accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL)")
+	d.exec(d.pools[0], "CREATE TABLE transfers (id VARCHAR(40) PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, amount INT NOT NULL)")
+	d.exec(d.pools[0], "CREATE TABLE notes (id INT PRIMARY KEY, v VARCHAR(20))")
+	d.waitTable("notes")
+	gws := m.startGateways(t)
+	var pools []*sql.DB
+	for _, g := range gws {
+		pools = append(pools, g.open(t, db))
+	}
+	const accounts, initial = 10, 1000
+	for i := 1; i <= accounts; i++ {
+		if _, err := pools[0].Exec("INSERT INTO accounts VALUES (?, ?)", i, initial); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type result struct {
+		acked  []transfer
+		failed map[string]int
+	}
+	res := make(chan result)
+	go func() {
+		acked, failed := bank(t, pools[:2], 2, 30*time.Second, accounts)
+		res <- result{acked, failed}
+	}()
+	time.Sleep(5 * time.Second)
+	t.Log("cutting site c off from ZooKeeper and NATS")
+	natsProxy.Cut()
+	zkProxy.Cut()
+	cut := time.Now()
+	time.Sleep(4 * time.Second) // c's lease (3 s) is gone
+	start := time.Now()
+	err := transferOnce(pools[2], transfer{id: "partitioned", src: 1, dst: 2, amount: 1})
+	var me *mysql.MySQLError
+	// 1205 when it waited for the owner, 1105 when ZooKeeper cannot be reached at all.
+	if !errors.As(err, &me) || (me.Number != 1205 && me.Number != 1105) || !strings.Contains(me.Message, db+".accounts") {
+		t.Fatalf("sync write at the cut-off site: %v, want ERROR 1205 or 1105 naming %s.accounts", err, db)
+	}
+	if waited := time.Since(start); waited > 8*time.Second {
+		t.Fatalf("the cut-off site's sync write waited %s, beyond the acquire timeout (5s)", waited)
+	}
+	t.Logf("sync write at c while cut off: after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	for i := 1; i <= 50; i++ { // async writes at c go on
+		d.exec(d.pools[2], "INSERT INTO notes VALUES (?, 'during the cut')", i)
+	}
+	time.Sleep(time.Until(cut.Add(15 * time.Second)))
+	natsProxy.Heal()
+	zkProxy.Heal()
+	t.Log("healed")
+	r := <-res
+	t.Logf("%d transfers acknowledged at a and b, failed: %v", len(r.acked), r.failed)
+	// c takes part again.
+	testenv.Eventually(t, time.Minute, func() error {
+		return transferOnce(pools[2], transfer{id: "after-heal", src: 3, dst: 4, amount: 1})
+	})
+	r.acked = append(r.acked, transfer{id: "after-heal", src: 3, dst: 4, amount: 1})
+	d.identical(t, "notes", 50)
+	d.waitIdentical(t, "accounts")
+	d.waitIdentical(t, "transfers")
+	for i, p := range d.pools {
+		checkBank(t, sites[i].Name, p, accounts, initial, r.acked)
 	}
 }
