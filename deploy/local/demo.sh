@@ -35,10 +35,10 @@ log "starting a capture and an apply agent per site (agents of an earlier run ar
 "$(dirname "${BASH_SOURCE[0]}")/down.sh" agents >/dev/null
 for s in "${sites[@]}"; do
   i=$(site_index "$s")
-  start_agent "$s" capture --site "$s" --domain-id "$i" --dsn "$(site_dsn "$s")" --nats-url "$nats" --include "$DB.*" \
+  start_agent "$s" capture --site "$s" --domain-id "$i" --dsn "$(site_dsn "$s")" --nats-url "$nats" --include "$DB.*,music_sync.*" \
     --metrics-addr "127.0.0.1:$((MUSIC_CAPTURE_PORT_BASE + i))"
   start_agent "$s" apply --site "$s" --origins "$(others "$s")" --nats-url "$nats" \
-    --mariadb-dsn "$(site_dsn "$s")" --cassandra-hosts "127.0.0.1:$MUSIC_CASSANDRA_PORT" \
+    --mariadb-dsn "$(site_dsn "$s")" --cassandra-hosts "127.0.0.1:$MUSIC_CASSANDRA_PORT" --sync-tables "$DB.bank" \
     --metrics-addr "127.0.0.1:$((MUSIC_APPLY_PORT_BASE + i))"
 done
 for s in "${sites[@]}"; do
@@ -95,10 +95,60 @@ done
 log "converged in $((SECONDS - t0))s after the writes stopped"
 "${verify[@]}"
 echo
+
+log "sync table $DB.bank: a gateway per site, the same transfers at every site through it"
+sql "${sites[0]}" "DROP TABLE IF EXISTS $DB.bank"
+sql "${sites[0]}" "CREATE TABLE $DB.bank (id INT PRIMARY KEY, balance INT NOT NULL)"
+for s in "${sites[@]}"; do
+  i=$(site_index "$s")
+  start_agent "$s" gateway --site "$s" --listen "127.0.0.1:$((MUSIC_GATEWAY_PORT_BASE + i))" --backend "127.0.0.1:$(site_port "$s")" \
+    --mariadb-dsn "$(site_dsn "$s")" --sync-tables "$DB.bank" --zookeeper "127.0.0.1:$MUSIC_ZK_PORT" \
+    --cassandra-hosts "127.0.0.1:$MUSIC_CASSANDRA_PORT" --nats-url "$nats" \
+    --metrics-addr "127.0.0.1:$((MUSIC_GATEWAY_STATUS_PORT_BASE + i))"
+done
+for s in "${sites[@]}"; do
+  wait_http "http://127.0.0.1:$((MUSIC_GATEWAY_STATUS_PORT_BASE + $(site_index "$s")))/healthz" "gateway $s"
+done
+gw() { mariadb --no-defaults -h127.0.0.1 -P"$((MUSIC_GATEWAY_PORT_BASE + $(site_index "$1")))" -uroot -N -B "$DB" -e "$2"; }
+gw "${sites[0]}" "INSERT INTO bank VALUES $(for k in $(seq 1 10); do printf "(%d,1000)," "$k"; done | sed 's/,$//')"
+writers=()
+for s in "${sites[@]}"; do
+  (
+    ok=0
+    for n in $(seq 1 25); do
+      from=$((RANDOM % 10 + 1)); to=$((RANDOM % 10 + 1)); amount=$((RANDOM % 50 + 1))
+      [ "$from" = "$to" ] && continue
+      if gw "$s" "START TRANSACTION; SELECT balance FROM bank WHERE id IN ($from, $to) FOR UPDATE;
+          UPDATE bank SET balance = balance - $amount WHERE id = $from; UPDATE bank SET balance = balance + $amount WHERE id = $to;
+          COMMIT" >/dev/null 2>>"$MUSIC_DATA/agent-$s/demo-transfers.err"; then ok=$((ok + 1)); fi
+    done
+    echo "site $s: $ok transfers committed through its gateway"
+  ) &
+  writers+=($!)
+done
+wait "${writers[@]}"
+log "waiting for every site and the MUSIC store to converge"
+verifybank=("$bin" verify --db "$DB" --table bank --cassandra-hosts "127.0.0.1:$MUSIC_CASSANDRA_PORT")
+for s in "${sites[@]}"; do verifybank+=(--site "$s=$(site_dsn "$s")"); done
+t0=$SECONDS
+until "${verifybank[@]}" >/dev/null 2>&1; do
+  if ((SECONDS - t0 > 120)); then
+    "${verifybank[@]}" || true
+    die "sites did not converge within 120s; look at $MUSIC_DATA/agent-*/apply.log and 'bin/music status'"
+  fi
+  sleep 1
+done
+log "converged in $((SECONDS - t0))s after the writes stopped"
+"${verifybank[@]}"
+echo
+for s in "${sites[@]}"; do
+  log "site $s: total of $DB.bank is $(sql "$s" "SELECT SUM(balance) FROM $DB.bank") (10 accounts of 1000: it must stay 10000)"
+done
+gateways=$(for s in "${sites[@]}"; do printf "127.0.0.1:%d," "$((MUSIC_GATEWAY_STATUS_PORT_BASE + $(site_index "$s")))"; done | sed 's/,$//')
 agents=$(for s in "${sites[@]}"; do printf "127.0.0.1:%d," "$((MUSIC_APPLY_PORT_BASE + $(site_index "$s")))"; done | sed 's/,$//')
 captures=$(for s in "${sites[@]}"; do printf "127.0.0.1:%d," "$((MUSIC_CAPTURE_PORT_BASE + $(site_index "$s")))"; done | sed 's/,$//')
 sleep 2.5 # the agents refresh their pending counts every 2 s
-"$bin" status --captures "$captures" --agents "$agents" --nats-url "$nats" || true
+"$bin" status --captures "$captures" --agents "$agents" --gateways "$gateways" --nats-url "$nats" || true
 
 cat <<MSG
 
@@ -106,8 +156,9 @@ The topology and the agents keep running. Look around:
   make status                                   services and where they listen
   bin/music status --captures $captures --agents $agents --nats-url $nats
   mariadb --no-defaults -h127.0.0.1 -P$(site_port "${sites[1]}") -uroot $DB   write at site ${sites[1]}, watch it reach the others
+  mariadb --no-defaults -h127.0.0.1 -P$((MUSIC_GATEWAY_PORT_BASE + 2)) -uroot $DB   site ${sites[1]}'s gateway: the sync table bank moves here
   $(printf "%q " "${verify[@]}")
   curl -s 127.0.0.1:$((MUSIC_CAPTURE_PORT_BASE + 1))/metrics | grep music_capture   capture metrics of site ${sites[0]}
-  logs: $MUSIC_DATA/agent-<site>/{capture,apply}.log
+  logs: $MUSIC_DATA/agent-<site>/{capture,apply,gateway}.log
 Stop everything with: make down
 MSG

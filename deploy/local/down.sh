@@ -22,7 +22,7 @@ for svc in "${services[@]}"; do
     agents)
       for d in "$MUSIC_DATA"/agent-*; do
         [ -d "$d" ] || continue
-        for k in capture apply; do stop_pidfile "$k agent ${d##*/agent-}" "$d/$k.pid"; done
+        for k in gateway capture apply; do stop_pidfile "$k agent ${d##*/agent-}" "$d/$k.pid"; done
       done ;;
     mariadb) for s in $MUSIC_SITES; do stop_pidfile "mariadb site $s" "$MUSIC_DATA/mariadb-$s/server.pid"; done ;;
     zookeeper|cassandra|nats) stop_pidfile "$svc" "$MUSIC_DATA/$svc/server.pid" ;;
