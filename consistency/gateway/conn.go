@@ -139,6 +139,7 @@ func (c *conn) handshake() error {
 	go c.pump(bufio.NewReader(c.client), c.fromClient, &c.clientErr, c.clientGone)
 	go c.pump(sr, c.fromServer, &c.serverErr, func() {})
 	ok, err := c.relayAuth(off)
+	c.flush()
 	if err != nil {
 		return err
 	}
@@ -240,8 +241,7 @@ func (c *conn) relayAuth(off byte) (bool, error) {
 			return false, fmt.Errorf("%w: empty authentication packet", ErrProtocol)
 		}
 		p.seq += off
-		c.toClient(p)
-		c.flush()
+		c.toClient(p) // the OK or ERR is flushed by the caller, after its bookkeeping
 		switch {
 		case p.data[0] == 0x00:
 			if st, ok := eofStatus(p.data); ok {
@@ -252,6 +252,9 @@ func (c *conn) relayAuth(off byte) (bool, error) {
 			return false, c.wErr
 		case len(p.data) == 2 && p.data[0] == 0x01 && p.data[1] == 0x03:
 			continue
+		}
+		if c.flush(); c.wErr != nil {
+			return false, c.wErr
 		}
 		q, ok := <-c.fromClient
 		if !ok {

@@ -65,7 +65,12 @@
 //
 // # What the hook implementer must know
 //
-//   - Calls for one conn never overlap; different conns call concurrently.
+//   - Calls for one conn never overlap; different conns call concurrently. IsSync is
+//     called for every table of every statement: keep it fast.
+//   - Acquire is called once per transaction for each table (with the tables of a
+//     statement not acquired yet); Ended gets every table acquired, or none when every
+//     Acquire of the transaction failed. A refused statement does not end a transaction
+//     the client opened with BEGIN: it may retry.
 //   - Committed's gtid is the session's @@last_gtid after the command: a multi-statement
 //     command or an implicit commit (DDL) may commit more than once, and only the last
 //     GTID is given; the earlier ones precede it in the same GTID domain. A
@@ -77,7 +82,16 @@
 //     ROW_COUNT(), FOUND_ROWS() or SHOW WARNINGS right after a statement that ended a
 //     sync transaction sees the values of the gateway's SELECT.
 //   - Names are as the client wrote them (case and all); IsSync decides how to compare.
+//   - conn is the id MariaDB gave the backend connection and the client sees as its own,
+//     so KILL and KILL QUERY sent through the gateway (JDBC's Statement.cancel) work.
 //
-// A held response is buffered in memory: a multi-statement command that commits and
-// then returns a large result set holds all of it until Committed returns.
+// # Costs and limits
+//
+// Without hooks the gateway only relays. With hooks every COM_QUERY and COM_STMT_PREPARE
+// is parsed (about 1 s for a 40 MB statement) and a transaction that acquired tables
+// costs one extra round trip at its end (two if another command ran since the last one
+// ended). A held response is buffered in memory: a multi-statement command that commits
+// and then returns a large result set holds all of it until Committed returns. Not
+// supported: LOAD DATA LOCAL INFILE, protocol compression, replication commands
+// (COM_BINLOG_DUMP, COM_REGISTER_SLAVE), MySQL 8 query attributes.
 package gateway

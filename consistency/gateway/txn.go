@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
@@ -79,9 +81,7 @@ func (c *conn) after(p packet, r *response, info stmtInfo) {
 		if info.hasUse {
 			c.db, c.dbKnown = info.use, !r.sawErr
 		}
-		for name, ts := range info.named {
-			c.named[name] = ts
-		}
+		maps.Copy(c.named, info.named)
 		c.xa = c.xa && !info.xaEnd || info.xaStart && !r.sawErr
 	case mysql.COM_INIT_DB:
 		if !r.sawErr {
@@ -103,7 +103,7 @@ func (c *conn) after(p packet, r *response, info stmtInfo) {
 func (c *conn) acquire(all []Table) (refusal, err error) {
 	var tables []Table
 	for _, t := range all {
-		if c.txn != nil && c.txn.have[t] || contains(tables, t) || !c.hooks.IsSync(t.DB, t.Name) {
+		if c.txn != nil && c.txn.have[t] || slices.Contains(tables, t) || !c.hooks.IsSync(t.DB, t.Name) {
 			continue
 		}
 		tables = append(tables, t)
@@ -134,15 +134,6 @@ func (c *conn) acquire(all []Table) (refusal, err error) {
 	}
 	c.txn.tables = append(c.txn.tables, tables...)
 	return nil, nil
-}
-
-func contains(ts []Table, t Table) bool {
-	for _, u := range ts {
-		if u == t {
-			return true
-		}
-	}
-	return false
 }
 
 // settle runs when a transaction that acquired tables may have ended, after the whole
