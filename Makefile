@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 LOCAL := deploy/local
 
-.PHONY: demo install up down status test e2e bench-e2e test-short bench build clean
+.PHONY: demo install up down status test e2e bench-e2e bench-sync test-short bench build clean
 
 ## demo: install, start the local 3-site topology and an agent pair per site, write at
 ## every site and show all sites and the MUSIC store converge
@@ -42,6 +42,11 @@ e2e: up
 ## bench-e2e: mirroring a->b against MariaDB's own replication, same run
 bench-e2e: up
 	go test -run '^$$' -bench MirroringVsNative -benchtime 1x -timeout 20m ./tests/e2e/
+
+## bench-sync: sync tables: added COMMIT latency, ownership moves, throughput, bank
+## (E2E_SYNC_LATENCY=20ms adds one-way latency to site b's ZooKeeper and NATS links)
+bench-sync: up
+	go test -run '^$$' -bench BenchmarkSync -benchtime 1x -timeout 20m ./tests/e2e/
 
 ## test-short: unit tests of pure logic only, no servers
 test-short:

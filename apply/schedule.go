@@ -120,7 +120,10 @@ func (w *Worker) orderedKeys(ctx context.Context, r *run, tx *Txn) ([]string, er
 	if keys == nil {
 		return nil, nil
 	}
-	if g := w.cfg.Gate; g != nil {
+	// Another site's sync transactions apply in its commit order per unit (the gateway's
+	// catch-up reads their progress as a prefix); the site's own need no order beyond
+	// their rows' (the gate's watermark allows for any completion order).
+	if g := w.cfg.Gate; g != nil && !tx.Own {
 		for _, t := range g.SyncTables(tx) {
 			keys = append(keys, syncKey(t))
 		}

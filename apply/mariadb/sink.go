@@ -352,7 +352,7 @@ func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq boo
 		var err error
 		res, err = s.inTx(ctx, conn, func(sqlTx *sql.Tx) (apply.Result, error) {
 			res, err := s.applyTx(ctx, sqlTx, tx, p)
-			if err == nil {
+			if err == nil && !tx.Own {
 				err = s.recordSync(ctx, sqlTx, tx)
 			}
 			return res, err

@@ -258,6 +258,7 @@ func (c *Coordinator) Committed(ctx context.Context, conn uint32, gtid string) e
 	c.mu.Lock()
 	hs := c.conns[conn]
 	c.mu.Unlock()
+	t0 := time.Now()
 	for t, h := range hs {
 		if err := c.claim(ctx, t, h.own.Fence, seq); err != nil {
 			if errors.Is(err, ErrLostOwnership) {
@@ -271,6 +272,10 @@ func (c *Coordinator) Committed(ctx context.Context, conn uint32, gtid string) e
 	if len(hs) > 0 {
 		_ = c.nc.Publish(claimedSubject, nil)
 	}
+	t1 := time.Now()
+	defer func() {
+		c.log.Debug("sync commit", zap.String("gtid", gtid), zap.Duration("claim", t1.Sub(t0)), zap.Duration("stored", time.Since(t1)))
+	}()
 	if err := c.waitStored(ctx, seq); err != nil {
 		c.count(func(s *Stats) { s.Unconfirmed++ })
 		return fmt.Errorf("MUSIC: commit %s not confirmed durable in the MUSIC store within %s (is the apply agent of site %s running?): %w",

@@ -119,6 +119,8 @@ func (g *Gate) Admit(ctx context.Context, tx *apply.Txn, tables []string) (map[s
 		return nil, nil // rows of the store or a snapshot: versions of their own
 	}
 	seq := int64(tx.GTID.Seq)
+	t0 := time.Now()
+	defer func() { g.log.Debug("sync admit", zap.String("gtid", tx.ID), zap.Duration("waited", time.Since(t0))) }()
 	versions := map[string]apply.Version{} // per table of a unit
 	for _, t := range tables {
 		wait := time.Millisecond
@@ -156,6 +158,7 @@ func (g *Gate) Admit(ctx context.Context, tx *apply.Txn, tables []string) (map[s
 
 // Received implements apply.SyncGate.
 func (g *Gate) Received(tx *apply.Txn) {
+	g.log.Debug("sync received", zap.String("gtid", tx.ID))
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	seq := int64(tx.GTID.Seq)
@@ -166,6 +169,7 @@ func (g *Gate) Received(tx *apply.Txn) {
 // Done implements apply.SyncGate: the watermark moves, and the gateway is told.
 func (g *Gate) Done(tx *apply.Txn, applied bool) {
 	seq := int64(tx.GTID.Seq)
+	g.log.Debug("sync done", zap.String("gtid", tx.ID), zap.Bool("applied", applied))
 	g.mu.Lock()
 	if g.inflight[seq]--; g.inflight[seq] <= 0 {
 		delete(g.inflight, seq)

@@ -200,7 +200,7 @@ func TestOperatorDrill(t *testing.T) {
 }
 
 type drill struct {
-	t     *testing.T
+	t     testing.TB
 	m     *mirror
 	db    string
 	ks    string

@@ -29,7 +29,7 @@ type syncGateway struct {
 
 // startGateways starts a gateway per site in front of its MariaDB, for the mirror's sync
 // tables, with prom nodes under a root of the test's own.
-func (m *mirror) startGateways(t *testing.T) []*syncGateway {
+func (m *mirror) startGateways(t testing.TB) []*syncGateway {
 	t.Helper()
 	root := "/music-test/" + testenv.UniqueName(t)
 	var out []*syncGateway
@@ -113,7 +113,7 @@ type transfer struct {
 // bank runs transfers between accounts through pools (one per site, workers each) for
 // d, and returns the transfers whose COMMIT returned OK, and the count of those that
 // failed (lock wait timeouts, fenced or unconfirmed commits).
-func bank(t *testing.T, pools []*sql.DB, workers int, dur time.Duration, accounts int) (acked []transfer, failed map[string]int) {
+func bank(t testing.TB, pools []*sql.DB, workers int, dur time.Duration, accounts int) (acked []transfer, failed map[string]int) {
 	var mu sync.Mutex
 	failed = map[string]int{}
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
@@ -236,7 +236,7 @@ func checkBank(t *testing.T, name string, pool *sql.DB, accounts, initial int, a
 
 // waitIdentical waits until music verify finds table identical at every site and in the
 // store (any row count).
-func (d *drill) waitIdentical(t *testing.T, table string) {
+func (d *drill) waitIdentical(t testing.TB, table string) {
 	t.Helper()
 	var last string
 	deadline := time.Now().Add(3 * time.Minute)
