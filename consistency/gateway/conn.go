@@ -52,46 +52,50 @@ func newConn(ctx context.Context, g *Gateway, nc net.Conn) *conn {
 	return c
 }
 
-// serve runs the connection to its end; a panic ends only this connection.
+// serve runs the connection to its end.
 func (c *conn) serve() {
 	m := c.g.metrics
 	m.accepted.Inc()
 	m.conns.Inc()
 	defer m.conns.Dec()
-	defer c.endSafely()
-	defer c.closeSockets()
-	defer func() {
-		if r := recover(); r != nil {
-			m.errors.WithLabelValues("panic").Inc()
-			c.log.Error("gateway: connection panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-		}
-	}()
+	defer c.finish()
 	if err := c.handshake(); err != nil {
 		m.errors.WithLabelValues("handshake").Inc()
 		c.log.Info("gateway: handshake failed", zap.Error(err))
 		return
 	}
 	c.log = c.log.With(zap.Uint32("conn", c.id))
+	c.run()
+}
+
+// run relays commands until the connection ends, then says why.
+func (c *conn) run() {
 	err := c.loop()
 	switch {
 	case err == nil, errors.Is(err, errQuit), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		c.log.Debug("gateway: connection closed", zap.Error(err))
 	case errors.Is(err, ErrProtocol), errors.Is(err, ErrTooLarge):
-		m.errors.WithLabelValues("protocol").Inc()
+		c.g.metrics.errors.WithLabelValues("protocol").Inc()
 		c.toClient(errPacket(c.seq, &SQLError{Code: 1153, State: "08S01", Message: err.Error()}))
 		c.flush()
 		c.log.Warn("gateway: connection closed", zap.Error(err))
 	default:
-		m.errors.WithLabelValues("backend").Inc()
+		c.g.metrics.errors.WithLabelValues("backend").Inc()
 		c.log.Info("gateway: connection closed", zap.Error(err))
 	}
 }
 
-// endSafely tells the hooks that an open transaction ended (the backend connection is
-// closed by now, so it rolled back).
-func (c *conn) endSafely() {
+// finish (deferred) ends the connection: a panic ends only this connection; the sockets
+// are closed, then an open transaction is ended (MariaDB rolls it back).
+func (c *conn) finish() {
+	if r := recover(); r != nil {
+		c.g.metrics.errors.WithLabelValues("panic").Inc()
+		c.log.Error("gateway: connection panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+	}
+	c.closeSockets()
 	defer func() {
 		if r := recover(); r != nil {
+			c.g.metrics.errors.WithLabelValues("panic").Inc()
 			c.log.Error("gateway: Ended panicked", zap.Any("panic", r))
 		}
 	}()

@@ -38,8 +38,12 @@ func everything(db string) Table {
 
 // inspect parses text (one or more statements) run with default database db. named are
 // the tables of SQL-level prepared statements, by lower-case name.
-func inspect(db, text string, named map[string][]Table) stmtInfo {
-	var info stmtInfo
+func inspect(db, text string, named map[string][]Table) (info stmtInfo) {
+	defer func() {
+		if recover() != nil { // a parser bug: the statement's tables are unknown
+			info = stmtInfo{tables: []Table{everything(db)}}
+		}
+	}()
 	if m := xaStmt.FindStringSubmatch(text); m != nil {
 		verb := strings.ToUpper(m[1])
 		info.xaStart = verb == "START" || verb == "BEGIN"
