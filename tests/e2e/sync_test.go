@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/gocql/gocql"
+
+	"github.com/music-coord/music/apply/cassandra"
 
 	"github.com/music-coord/music/internal/testenv"
 )
@@ -261,7 +264,7 @@ func (d *drill) waitIdentical(t testing.TB, table string) {
 // moved between the sites, and all sites and the MUSIC store end identical.
 func TestSyncBank(t *testing.T) {
 	sites := testenv.Sites(t)
-	ks, _ := testenv.NewKeyspace(t)
+	ks, session := testenv.NewKeyspace(t)
 	db := testenv.NewDatabase(t, sites...)
 	m := newMirror(t, testenv.NATS(t), db, ks, sites)
 	m.syncTables = []string{db + ".accounts", db + ".transfers"}
@@ -306,6 +309,32 @@ func TestSyncBank(t *testing.T) {
 	}
 	if takeovers < 3 {
 		t.Errorf("ownership moved %d times; the workers at three sites should have moved it more", takeovers)
+	}
+	// Durable before the OK: right after a COMMIT at a returns, a quorum read of the
+	// MUSIC store and the next transaction at b and at c see it.
+	var orig int
+	if err := pools[0].QueryRow("SELECT balance FROM accounts WHERE id = 10").Scan(&orig); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		want := initial*10 + i
+		if _, err := pools[0].Exec("UPDATE accounts SET balance = ? WHERE id = 10", want); err != nil {
+			t.Fatal(err)
+		}
+		var stored int64
+		if err := session.Query(fmt.Sprintf(`SELECT balance FROM %s."%s" WHERE id = 10`, ks, cassandra.TableName(db, "accounts"))).
+			Consistency(gocql.Quorum).Scan(&stored); err != nil || stored != int64(want) {
+			t.Fatalf("store right after COMMIT at a: balance %d (err %v), want %d", stored, err, want)
+		}
+		for _, p := range pools[1:] {
+			var bal int
+			if err := p.QueryRow("SELECT balance FROM accounts WHERE id = 10").Scan(&bal); err != nil || bal != want {
+				t.Fatalf("next transaction at another site right after COMMIT at a: balance %d (err %v), want %d", bal, err, want)
+			}
+		}
+	}
+	if _, err := pools[2].Exec("UPDATE accounts SET balance = ? WHERE id = 10", orig); err != nil {
+		t.Fatal(err)
 	}
 	d.waitIdentical(t, "accounts")
 	d.waitIdentical(t, "transfers")
