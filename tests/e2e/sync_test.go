@@ -117,6 +117,11 @@ type transfer struct {
 // d, and returns the transfers whose COMMIT returned OK, and the count of those that
 // failed (lock wait timeouts, fenced or unconfirmed commits).
 func bank(t testing.TB, pools []*sql.DB, workers int, dur time.Duration, accounts int) (acked []transfer, failed map[string]int) {
+	return bankOn("", pools, workers, dur, accounts)
+}
+
+// bankOn is bank on the tables accounts<suffix> and transfers<suffix>.
+func bankOn(suffix string, pools []*sql.DB, workers int, dur time.Duration, accounts int) (acked []transfer, failed map[string]int) {
 	var mu sync.Mutex
 	failed = map[string]int{}
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
@@ -131,7 +136,7 @@ func bank(t testing.TB, pools []*sql.DB, workers int, dur time.Duration, account
 						dst++
 					}
 					tr := transfer{id: fmt.Sprintf("s%d-w%d-%d", si, w, i), src: src, dst: dst, amount: 1 + rand.IntN(50)}
-					err := transferOnce(pool, tr)
+					err := transferOn(suffix, pool, tr)
 					mu.Lock()
 					if err == nil {
 						acked = append(acked, tr)
@@ -161,14 +166,16 @@ func errCode(err error) string {
 
 // transferOnce moves tr.amount from tr.src to tr.dst if src has it, as an application
 // would: read with FOR UPDATE, two UPDATEs and the transfer's record, COMMIT.
-func transferOnce(pool *sql.DB, tr transfer) error {
+func transferOnce(pool *sql.DB, tr transfer) error { return transferOn("", pool, tr) }
+
+func transferOn(suffix string, pool *sql.DB, tr transfer) error {
 	tx, err := pool.Begin()
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck
 	var bal int
-	if err := tx.QueryRow("SELECT balance FROM accounts WHERE id = ? FOR UPDATE", tr.src).Scan(&bal); err != nil {
+	if err := tx.QueryRow("SELECT balance FROM accounts"+suffix+" WHERE id = ? FOR UPDATE", tr.src).Scan(&bal); err != nil {
 		return err
 	}
 	if bal < tr.amount {
@@ -178,9 +185,9 @@ func transferOnce(pool *sql.DB, tr transfer) error {
 		sql  string
 		args []any
 	}{
-		{"UPDATE accounts SET balance = balance - ? WHERE id = ?", []any{tr.amount, tr.src}},
-		{"UPDATE accounts SET balance = balance + ? WHERE id = ?", []any{tr.amount, tr.dst}},
-		{"INSERT INTO transfers (id, src, dst, amount) VALUES (?, ?, ?, ?)", []any{tr.id, tr.src, tr.dst, tr.amount}},
+		{"UPDATE accounts" + suffix + " SET balance = balance - ? WHERE id = ?", []any{tr.amount, tr.src}},
+		{"UPDATE accounts" + suffix + " SET balance = balance + ? WHERE id = ?", []any{tr.amount, tr.dst}},
+		{"INSERT INTO transfers" + suffix + " (id, src, dst, amount) VALUES (?, ?, ?, ?)", []any{tr.id, tr.src, tr.dst, tr.amount}},
 	} {
 		if _, err := tx.Exec(q.sql, q.args...); err != nil {
 			return err
