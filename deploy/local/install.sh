@@ -15,6 +15,7 @@ command -v mariadbd >/dev/null || need_apt+=(mariadb-server)
 [ -f /usr/share/java/zookeeper.jar ] || need_apt+=(zookeeper)
 [ -f /usr/share/java/slf4j-simple.jar ] || need_apt+=(libslf4j-java)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless) # the Camunda and JDBC tests build Java
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v flock >/dev/null || need_apt+=(util-linux)
 command -v curl >/dev/null || need_apt+=(curl)
