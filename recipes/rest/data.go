@@ -45,8 +45,7 @@ func (a *API) dropKeyspace(w http.ResponseWriter, r *http.Request, c caller) {
 }
 
 func (a *API) createTable(w http.ResponseWriter, r *http.Request, c caller) {
-	ks, tb := r.PathValue("keyspace"), r.PathValue("table")
-	if !a.allowed(w, c, ks) {
+	if !a.allowed(w, c, r.PathValue("keyspace")) {
 		return
 	}
 	var body jsonTable
@@ -54,6 +53,11 @@ func (a *API) createTable(w http.ResponseWriter, r *http.Request, c caller) {
 		fail(w, err)
 		return
 	}
+	a.doCreateTable(w, r, body)
+}
+
+func (a *API) doCreateTable(w http.ResponseWriter, r *http.Request, body jsonTable) {
+	ks, tb := r.PathValue("keyspace"), r.PathValue("table")
 	spec, err := tableSpec(ks, tb, body)
 	if err == nil {
 		err = a.store.CreateTable(r.Context(), spec)
@@ -62,7 +66,7 @@ func (a *API) createTable(w http.ResponseWriter, r *http.Request, c caller) {
 		fail(w, err)
 		return
 	}
-	success(w, obj{"message": "Tablename " + tb + " Created under keyspace " + ks})
+	success(w, obj{"message": "TableName " + tb + " Created under keyspace " + ks})
 }
 
 // tableSpec turns ONAP's JsonTable into a TableSpec. As ONAP: "PRIMARY KEY" among the

@@ -13,9 +13,19 @@ import (
 
 var errBadRequest = errors.New("rest: bad request")
 
+// errBodyMissing is ONAP's answer to a request without the body it needs.
+const errBodyMissing = "Incomplete Request body. Please correct your input request and retry."
+
+// badRequest is an error answered 400 whose message (the "error" field) is the
+// formatted text alone, as ONAP words them.
 func badRequest(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errBadRequest, fmt.Sprintf(format, args...))
+	return &requestError{msg: fmt.Sprintf(format, args...)}
 }
+
+type requestError struct{ msg string }
+
+func (e *requestError) Error() string { return e.msg }
+func (e *requestError) Unwrap() error { return errBadRequest }
 
 // ONAP request bodies. Unknown fields are ignored, as ONAP did.
 type (
@@ -57,7 +67,7 @@ func decode(r io.Reader, v any, required bool) error {
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		if required {
-			return badRequest("request body is missing")
+			return badRequest(errBodyMissing)
 		}
 		return nil
 	}

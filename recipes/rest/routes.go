@@ -7,6 +7,7 @@ func (a *API) routes() {
 	tb := ks + "/tables/{table}"
 	lk := Prefix + "/locks"
 	cd := Prefix + "/conditional"
+	pq := Prefix + "/priorityq/keyspaces/{keyspace}/{table}"
 	for _, r := range []struct {
 		pattern, route string
 		public         bool
@@ -24,6 +25,13 @@ func (a *API) routes() {
 		{"PUT " + tb + "/rows/criticalget", "row_criticalget", false, a.criticalGet},
 		{"POST " + cd + "/insert/keyspaces/{keyspace}/tables/{table}", "conditional_insert", false, a.insertConditional},
 		{"PUT " + cd + "/update/keyspaces/{keyspace}/tables/{table}", "conditional_update", false, a.updateConditional},
+		{"POST " + pq, "queue_create", false, a.createQueue},
+		{"DELETE " + pq, "queue_drop", false, a.dropTable},
+		{"POST " + pq + "/rows", "queue_insert", false, a.insertQueue},
+		{"PUT " + pq + "/rows", "queue_update", false, a.updateQueue},
+		{"DELETE " + pq + "/rows", "queue_delete", false, a.deleteQueue},
+		{"GET " + pq + "/peek", "queue_peek", false, a.peekQueue},
+		{"GET " + pq + "/filter", "queue_filter", false, a.filterQueue},
 		{"POST " + lk + "/create/{name}", "lock_create", false, a.createLock},
 		{"GET " + lk + "/acquire/{ref}", "lock_acquire", false, a.acquireLock},
 		{"POST " + lk + "/acquire-with-lease/{ref}", "lock_acquire_lease", false, a.acquireWithLease},

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -14,7 +15,7 @@ import (
 func rowWrite(r *http.Request, needKey bool) (store.Write, error) {
 	w := store.Write{Keyspace: r.PathValue("keyspace"), Table: r.PathValue("table")}
 	var body jsonRow
-	if err := decode(r.Body, &body, !needKey); err != nil {
+	if err := decode(r.Body, &body, true); err != nil { // ONAP needs a body on every row write
 		return w, err
 	}
 	ttl, err := intField("ttl", body.TTL)
@@ -50,38 +51,44 @@ func consistencyInfo(ci map[string]string) (store.Mode, string) {
 	return store.Mode(strings.ToLower(ci["type"])), ci["lockId"]
 }
 
-func (a *API) writeRow(w http.ResponseWriter, r *http.Request, c caller, needKey bool,
-	op func(*store.Store, *http.Request, store.Write) error, msg string) {
+// writeRow decodes a row write, checks it with check (nil: no check) and runs op. The
+// success message is ONAP's: insert's is fixed, update's and delete's say the mode.
+func (a *API) writeRow(w http.ResponseWriter, r *http.Request, c caller, needKey bool, check func(store.Write) error,
+	op func(context.Context, store.Write) error, insertMsg string) {
 	if !a.allowed(w, c, r.PathValue("keyspace")) {
 		return
 	}
 	req, err := rowWrite(r, needKey)
+	if err == nil && check != nil {
+		err = check(req)
+	}
 	if err == nil {
-		err = op(a.store, r, req)
+		err = op(r.Context(), req)
 	}
 	if err != nil {
 		fail(w, err)
 		return
 	}
+	msg := insertMsg
+	if msg == "" {
+		msg = "Update performed"
+		if req.Mode == store.Eventual || req.Mode == store.EventualNB || req.Mode == "" {
+			msg = "Eventual Operation Successfully performed"
+		}
+	}
 	success(w, obj{"message": msg})
 }
 
 func (a *API) insertRow(w http.ResponseWriter, r *http.Request, c caller) {
-	a.writeRow(w, r, c, false, func(s *store.Store, r *http.Request, q store.Write) error {
-		return s.Insert(r.Context(), q)
-	}, "Insert Successful")
+	a.writeRow(w, r, c, false, nil, a.store.Insert, "Insert Successful")
 }
 
 func (a *API) updateRow(w http.ResponseWriter, r *http.Request, c caller) {
-	a.writeRow(w, r, c, true, func(s *store.Store, r *http.Request, q store.Write) error {
-		return s.Update(r.Context(), q)
-	}, "Update Successful")
+	a.writeRow(w, r, c, true, nil, a.store.Update, "")
 }
 
 func (a *API) deleteRow(w http.ResponseWriter, r *http.Request, c caller) {
-	a.writeRow(w, r, c, true, func(s *store.Store, r *http.Request, q store.Write) error {
-		return s.Delete(r.Context(), q)
-	}, "Delete Successful")
+	a.writeRow(w, r, c, true, nil, a.store.Delete, "")
 }
 
 // selectRows is an eventual select, or a critical one when the client asks for minor

@@ -1,0 +1,32 @@
+// Package queue is musicQ: a work queue on Cassandra shared by producers and consumers
+// at every site. Enqueue adds a message to one of Config.Shards shards at one of
+// Config.Priorities priorities; Claim leases the first visible message for a visibility
+// timeout; Ack deletes it; Nack makes it visible again at once; a message whose lease
+// expires (its consumer died) is claimed again. Delivery is at least once; each message
+// is acknowledged at most once.
+//
+// # Layout
+//
+// Messages live in partitions (shard, priority, bucket), where bucket is the enqueue
+// time cut into Config.Bucket slices, clustered by a time UUID: a shard's messages of
+// one priority come out in enqueue order (FIFO per shard and priority), and no partition
+// grows without bound however hot a shard is. Claim takes priority 0 first, then 1, ...
+//
+// Every state change is a lightweight transaction on the message's claim counter:
+// claim sets lease and claims+1 IF claims = n; ack deletes IF claims = n; nack clears
+// the lease IF claims = n. A consumer whose lease expired and whose message was claimed
+// again cannot ack it (ErrLeaseLost), and a deleted message cannot be claimed: its
+// claims is null.
+//
+// # Reads do not walk tombstones
+//
+// An ack leaves a tombstone. Claims read a slice after the last message this Queue saw
+// in the partition (id > last), which Cassandra serves without reading the tombstones
+// before it, and move to the next bucket only when the current one is past. A sweep,
+// at most every Config.Sweep per shard and priority, reads the live buckets from the
+// start to find messages whose lease expired or that a producer with a late clock
+// placed behind the claim position; it moves a persisted cursor past buckets that are
+// empty and older than Config.Grace, so no read ever touches a drained bucket again.
+// Producers' clocks must be within Config.Grace of each other for their messages to
+// land in live buckets.
+package queue
