@@ -62,3 +62,49 @@ func Offered(ctx context.Context, db *sql.DB, table string, first, rate, txSize 
 	}
 	return n, nil
 }
+
+// Clients runs clients concurrent connections, each writing perClient single-row
+// autocommit transactions: client c owns ids first+c, first+c+clients, ... (interleaved, so
+// rows arrive roughly in id order).
+// With update false each inserts its rows; with update true each updates its (existing)
+// rows, setting created_us to the time sent and payload to UpdatedPayload.
+func Clients(ctx context.Context, db *sql.DB, table string, first, clients, perClient int, update bool) error {
+	db.SetMaxOpenConns(max(clients, 2))
+	db.SetMaxIdleConns(max(clients, 2))
+	q := "INSERT INTO `" + table + "` (id, created_us, payload) VALUES (?,?,?)"
+	payload := strings.Repeat("x", 100)
+	if update {
+		q = "UPDATE `" + table + "` SET created_us = ?, payload = ? WHERE id = ?"
+		payload = UpdatedPayload
+	}
+	errc := make(chan error, clients)
+	for c := range clients {
+		go func() {
+			for i := range perClient {
+				id := first + c + i*clients
+				now := time.Now().UnixMicro()
+				var err error
+				if update {
+					_, err = db.ExecContext(ctx, q, now, payload, id)
+				} else {
+					_, err = db.ExecContext(ctx, q, id, now, payload)
+				}
+				if err != nil {
+					errc <- fmt.Errorf("client %d row %d: %w", c, id, err)
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	var firstErr error
+	for range clients {
+		if err := <-errc; err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// UpdatedPayload is the payload Clients writes with update: a probe tells updated rows by it.
+const UpdatedPayload = "updated"
