@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,6 +147,8 @@ type attempt struct {
 	Outcome string `json:"outcome"`
 	Ms      int64  `json:"ms"`
 	Error   string `json:"error"`
+	At      int64  `json:"at"`    // epoch ms when the attempt started
+	Ready   int64  `json:"ready"` // epoch ms when the worker's engine was up (a line of its own)
 	Done    string `json:"done"`
 	OK      int    `json:"ok"`
 	BootMs  int64  `json:"boot_ms"`
@@ -219,6 +222,7 @@ func TestSyncCamunda(t *testing.T) {
 	for _, g := range gws {
 		st := g.statusOf(t)
 		t.Logf("gateway %s: %+v", g.site.site.Name, st.Stats)
+		logGatewayMetrics(t, g)
 		if st.Stats.Fenced > 0 || st.Stats.Unconfirmed > 0 {
 			t.Errorf("gateway %s: %d fenced, %d unconfirmed commits", g.site.site.Name, st.Stats.Fenced, st.Stats.Unconfirmed)
 		}
@@ -245,15 +249,19 @@ func checkCompletions(t *testing.T, attempts []attempt, elapsed time.Duration) {
 		case a.Done != "":
 			t.Logf("worker %s: %d completed, engine boot %d ms", a.Worker, a.OK, a.BootMs)
 			continue
+		case a.Ready != 0:
+			continue
 		case a.Outcome == "ok":
 			oks[a.Task]++
 			okMs += a.Ms
 		case a.Outcome == "OptimisticLockingException", a.Outcome == "not found":
 		default:
-			others = append(others, fmt.Sprintf("worker %s, task %s: %s", a.Worker, a.Task, a.Error))
+			others = append(others, fmt.Sprintf("worker %s, task %q, %s after %d ms: %s\n%s", a.Worker, a.Task, a.Outcome, a.Ms, a.Error,
+				timeline(attempts, a.At-30_000, a.At+a.Ms+2_000)))
 		}
 		kinds[a.Worker+" "+a.Outcome]++
 	}
+	logLatencies(t, attempts)
 	t.Logf("%d tasks completed in %s through gateways a and b: %.0f ms per completed task (wall), %.0f ms per successful complete() call; attempts: %v",
 		len(oks), elapsed.Round(time.Millisecond), float64(elapsed.Milliseconds())/float64(max(len(oks), 1)),
 		float64(okMs)/float64(max(len(oks), 1)), kinds)
@@ -273,6 +281,64 @@ func checkCompletions(t *testing.T, attempts []attempt, elapsed time.Duration) {
 	if len(others) > 0 {
 		t.Errorf("%d attempts failed otherwise than OptimisticLockingException or not found:\n%s", len(others), strings.Join(others, "\n"))
 	}
+}
+
+// timeline renders the workers' attempts and engine starts between two instants (epoch ms).
+func timeline(attempts []attempt, from, to int64) string {
+	var lines []string
+	for _, a := range attempts {
+		switch {
+		case a.Ready >= from && a.Ready <= to:
+			lines = append(lines, fmt.Sprintf("  %s  worker %s: engine up", time.UnixMilli(a.Ready).UTC().Format("15:04:05.000"), a.Worker))
+		case a.Outcome != "" && a.At+a.Ms >= from && a.At <= to:
+			lines = append(lines, fmt.Sprintf("  %s  worker %s: %-26s %6d ms  task %s", time.UnixMilli(a.At).UTC().Format("15:04:05.000"),
+				a.Worker, a.Outcome, a.Ms, a.Task))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// logLatencies logs, per worker and outcome, the median, 95th percentile and maximum time
+// of an attempt.
+func logLatencies(t *testing.T, attempts []attempt) {
+	by := map[string][]int64{}
+	for _, a := range attempts {
+		if a.Outcome != "" {
+			by[a.Worker+" "+a.Outcome] = append(by[a.Worker+" "+a.Outcome], a.Ms)
+		}
+	}
+	var keys []string
+	for k := range by {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ms := by[k]
+		sort.Slice(ms, func(i, j int) bool { return ms[i] < ms[j] })
+		t.Logf("worker %-30s n=%3d  p50 %5d ms  p95 %5d ms  max %5d ms", k, len(ms), ms[len(ms)/2], ms[len(ms)*95/100], ms[len(ms)-1])
+	}
+}
+
+// logGatewayMetrics logs the gateway's hook durations, ownership waits and errors.
+func logGatewayMetrics(t *testing.T, g *syncGateway) {
+	resp, err := http.Get("http://" + g.status + "/metrics")
+	if err != nil {
+		t.Logf("gateway %s metrics: %v", g.site.site.Name, err)
+		return
+	}
+	defer resp.Body.Close()
+	var keep []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		for _, p := range []string{"music_gateway_hook_duration_seconds_", "music_prom_wait_seconds_", "music_gateway_errors_total", "music_prom_moves_total", "music_prom_yields_total"} {
+			if strings.HasPrefix(l, p) && !strings.HasSuffix(l, " 0") {
+				keep = append(keep, l)
+			}
+		}
+	}
+	t.Logf("gateway %s metrics:\n%s", g.site.site.Name, strings.Join(keep, "\n"))
 }
 
 // checkCamundaSite asserts, at one site, that no task or execution is left, that every

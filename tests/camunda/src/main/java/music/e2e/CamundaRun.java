@@ -24,7 +24,8 @@ import org.camunda.bpm.model.bpmn.BpmnModelInstance;
  *       instances;
  *   <li>{@code work NAME}: complete open tasks of the process until none is left. Each attempt
  *       prints {"worker", "task", "outcome", "ms", "error"}, outcome ok, OptimisticLockingException,
- *       not found or other (error: the exception chain).
+ *       not found or other (error: the exception chain; at: when it started, epoch ms). A
+ *       failed task query prints outcome "query error"; five in a row end the program.
  * </ul>
  *
  * The last line is {"done": MODE, ...} with the counts and the elapsed time.
@@ -103,11 +104,26 @@ public final class CamundaRun {
   static void work(ProcessEngine engine, String worker, long boot) {
     TaskService tasks = engine.getTaskService();
     long t0 = System.nanoTime();
+    Json.line("worker", worker, "ready", System.currentTimeMillis());
     int ok = 0;
     int attempts = 0;
     int rounds = 0;
+    int queryErrors = 0;
     while (true) {
-      List<Task> open = tasks.createTaskQuery().processDefinitionKey(PROCESS).orderByTaskId().asc().listPage(0, 20);
+      List<Task> open;
+      long q0 = System.nanoTime();
+      long qAt = System.currentTimeMillis();
+      try {
+        open = tasks.createTaskQuery().processDefinitionKey(PROCESS).orderByTaskId().asc().listPage(0, 20);
+        queryErrors = 0;
+      } catch (RuntimeException e) {
+        Json.line("worker", worker, "task", "", "outcome", "query error", "at", qAt, "ms", (System.nanoTime() - q0) / 1_000_000,
+            "error", Json.describe(e));
+        if (++queryErrors == 5) {
+          throw e;
+        }
+        continue;
+      }
       rounds++;
       if (open.isEmpty()) {
         break;
@@ -115,6 +131,7 @@ public final class CamundaRun {
       for (Task t : open) {
         attempts++;
         long a0 = System.nanoTime();
+        long at = System.currentTimeMillis();
         String outcome = "ok";
         String error = null;
         try {
@@ -130,7 +147,7 @@ public final class CamundaRun {
           outcome = "other";
           error = Json.describe(e);
         }
-        Json.line("worker", worker, "task", t.getId(), "outcome", outcome, "ms", (System.nanoTime() - a0) / 1_000_000, "error", error);
+        Json.line("worker", worker, "task", t.getId(), "outcome", outcome, "at", at, "ms", (System.nanoTime() - a0) / 1_000_000, "error", error);
       }
     }
     Json.line("done", "work", "worker", worker, "ok", ok, "attempts", attempts, "rounds", rounds, "boot_ms", boot,
