@@ -12,11 +12,15 @@
 // one priority come out in enqueue order (FIFO per shard and priority), and no partition
 // grows without bound however hot a shard is. Claim takes priority 0 first, then 1, ...
 //
-// Every state change is a lightweight transaction on the message's claim counter:
-// claim sets lease and claims+1 IF claims = n; ack deletes IF claims = n; nack clears
-// the lease IF claims = n. A consumer whose lease expired and whose message was claimed
-// again cannot ack it (ErrLeaseLost), and a deleted message cannot be claimed: its
-// claims is null.
+// A message's state is a lease row of its own, <name>_leases (id, claims, lease_until),
+// and every change of it is a lightweight transaction: the first claim creates it
+// (IF NOT EXISTS), later claims set a new lease and claims+1 (IF claims = n), ack sets
+// claims to -1 (IF claims = n) and then deletes the message, nack clears the lease (IF
+// claims = n). A consumer whose lease expired and whose message was claimed again cannot
+// ack it (ErrLeaseLost), and an acknowledged message is never claimed again. Because
+// each lease is its own partition, claims of different messages never contend in Paxos
+// (kept in the message rows, they made every consumer queue on the Paxos state of the
+// one hot bucket). Lease rows carry a TTL of Config.Retention.
 //
 // # Reads do not walk tombstones
 //

@@ -32,6 +32,7 @@ func FuzzDecode(f *testing.F) {
 		if decode(bytes.NewReader(data), &tbl, true) == nil {
 			_, err := tableSpec("ks", "tb", tbl)
 			check(t, err)
+			check(t, checkQueueTable(tbl))
 		}
 		var ks jsonKeySpace
 		if decode(bytes.NewReader(data), &ks, true) == nil {

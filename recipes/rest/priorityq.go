@@ -93,7 +93,7 @@ func (a *API) peekQueue(w http.ResponseWriter, r *http.Request, c caller) {
 		fail(w, err)
 		return
 	}
-	out := &rowStream{w: w}
+	out := &rowStream{w: w, quiet: true}
 	out.finish(a.store.SelectEach(r.Context(), store.Query{Keyspace: ks, Table: tb, Key: key, Limit: 1}, out.add), true)
 }
 

@@ -67,9 +67,10 @@ func statusOf(err error) int {
 // no more than a page of rows in memory. A failure after the first row can no longer
 // change the status code: the body then ends with "status": "FAILURE" and the error.
 type rowStream struct {
-	w   http.ResponseWriter
-	buf *bufio.Writer
-	n   int
+	w     http.ResponseWriter
+	buf   *bufio.Writer
+	n     int
+	quiet bool // no "No data found" when there is no row (ONAP's peek)
 }
 
 func (s *rowStream) add(row map[string]any) error {
@@ -99,7 +100,10 @@ func (s *rowStream) finish(err error, withResult bool) {
 			fail(s.w, err)
 			return
 		}
-		body := obj{"error": "No data found"}
+		body := obj{}
+		if !s.quiet {
+			body["error"] = "No data found"
+		}
 		if withResult {
 			body["result"] = obj{}
 		}

@@ -2,17 +2,30 @@ package rest
 
 import "net/http"
 
+type route struct {
+	pattern, name string
+	public        bool
+	h             handler
+}
+
 func (a *API) routes() {
+	for _, r := range a.routeTable() {
+		a.handle(r.pattern, r.name, r.public, r.h)
+	}
+	a.handle(Prefix+"/", "unknown", true, func(w http.ResponseWriter, r *http.Request, _ caller) {
+		failure(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// routeTable is every endpoint: method and path pattern, metrics name, whether it
+// needs no authentication, handler.
+func (a *API) routeTable() []route {
 	ks := Prefix + "/keyspaces/{keyspace}"
 	tb := ks + "/tables/{table}"
 	lk := Prefix + "/locks"
 	cd := Prefix + "/conditional"
 	pq := Prefix + "/priorityq/keyspaces/{keyspace}/{table}"
-	for _, r := range []struct {
-		pattern, route string
-		public         bool
-		h              handler
-	}{
+	return []route{
 		{"POST " + ks, "keyspace_create", false, a.createKeyspace},
 		{"DELETE " + ks, "keyspace_drop", false, a.dropKeyspace},
 		{"POST " + tb, "table_create", false, a.createTable},
@@ -48,12 +61,7 @@ func (a *API) routes() {
 		{"GET " + Prefix + "/service/pingZookeeper", "ping_zookeeper", true, a.pingZookeeper},
 		{"GET " + Prefix + "/service/musicHealthCheck", "health", true, a.healthCheck},
 		{"GET " + Prefix + "/openapi.yaml", "openapi", true, serveOpenAPI},
-	} {
-		a.handle(r.pattern, r.route, r.public, r.h)
 	}
-	a.handle(Prefix+"/", "unknown", true, func(w http.ResponseWriter, r *http.Request, _ caller) {
-		failure(w, http.StatusNotFound, "no such API path: "+r.Method+" "+r.URL.Path)
-	})
 }
 
 func serveOpenAPI(w http.ResponseWriter, _ *http.Request, _ caller) {
