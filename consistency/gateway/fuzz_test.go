@@ -81,7 +81,7 @@ func FuzzDecoders(f *testing.F) {
 // fuzzed packet streams: it must end (no hang), never panic, and end every transaction
 // that acquired tables (Ended last).
 //
-//	go test -run x -fuzz FuzzConn -fuzztime 60s ./consistency/gateway/
+//	go test -run x -fuzz FuzzConn -fuzztime 60s -fuzzminimizetime 5s ./consistency/gateway/
 func FuzzConn(f *testing.F) {
 	cmds := func(payloads ...[]byte) []byte { // commands, sequence id 0
 		var b bytes.Buffer
@@ -119,7 +119,12 @@ func FuzzConn(f *testing.F) {
 	f.Add(cmds(query("BEGIN; UPDATE t SET a = 1; COMMIT"), []byte{0x11, 'u', 0, 0, 'd', 0}), slices.Concat(state("0", ""),
 		pk(1, []byte{0, 0, 0, 11, 0, 0, 0}, []byte{0, 0, 0, 11, 0, 0, 0}, ok), state("0", "1-1-9"), pk(1, ok)), true)
 
-	f.Fuzz(func(t *testing.T, fromClient, fromServer []byte, deprecateEOF bool) {
+	f.Fuzz(connOnce)
+}
+
+// connOnce runs one connection of FuzzConn.
+func connOnce(t *testing.T, fromClient, fromServer []byte, deprecateEOF bool) {
+	{
 		rec := &recorder{sync: map[string]bool{"t": true}}
 		g := &Gateway{cfg: Config{MaxPacket: 1 << 20, Hooks: rec}, log: zap.NewNop(), metrics: newMetrics(), hard: context.Background()}
 		cc, client := net.Pipe()
@@ -155,7 +160,7 @@ func FuzzConn(f *testing.F) {
 		if acquired && calls[len(calls)-1].Hook != "ended" {
 			t.Fatalf("transaction not ended: %+v", calls)
 		}
-	})
+	}
 }
 
 // fakeServer answers each command read from conn with the next response of script (a
@@ -182,7 +187,7 @@ func fakeServer(conn net.Conn, script []byte) {
 	for _, resp := range responses {
 		for {
 			// A gateway that waits for more of a response gets EOF instead of a hang.
-			_ = conn.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
 			p, err := readPacket(r, 1<<20)
 			if err != nil {
 				return
