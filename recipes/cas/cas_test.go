@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/anishathalye/porcupine"
 	"github.com/gocql/gocql"
 
 	"github.com/music-coord/music/consistency/lock"
@@ -66,31 +70,70 @@ func claim(ctx context.Context, s site, ks, id, owner string) (bool, error) {
 	return won, err
 }
 
-// Workers at three sites race to claim the same jobs: each job goes to exactly one, and
-// the row ends up naming that one.
+type claimInput struct{ job, owner string }
+
+// claimModel is one job: the first claim wins, every later one loses. Histories are
+// partitioned by job.
+var claimModel = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byJob := map[string][]porcupine.Operation{}
+		for _, op := range history {
+			j := op.Input.(claimInput).job
+			byJob[j] = append(byJob[j], op)
+		}
+		out := make([][]porcupine.Operation, 0, len(byJob))
+		for _, ops := range byJob {
+			out = append(out, ops)
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		owner, won := state.(string), output.(bool)
+		if owner == "" {
+			return won, input.(claimInput).owner
+		}
+		return !won, owner
+	},
+	Equal: func(a, b any) bool { return a == b },
+}
+
+// Workers at three sites race to claim the same jobs: each job goes to exactly one, the
+// row ends up naming that one, and the history of claims is linearizable.
+// CAS_JOBS sets the number of jobs (default 150; the full run is 10000).
 func TestClaimsRaceAcrossSites(t *testing.T) {
+	jobs := 150
+	if n, err := strconv.Atoi(os.Getenv("CAS_JOBS")); err == nil && n > 0 {
+		jobs = n
+	}
 	ks, sites := newSites(t, 3)
 	ctx := context.Background()
-	const jobs, perSite = 60, 2
+	const perSite = 2
 	var mu sync.Mutex
 	winners := map[string][]string{}
+	var ops []porcupine.Operation
+	start := time.Now()
 	var wg sync.WaitGroup
 	for si, s := range sites {
 		for w := range perSite {
 			owner := fmt.Sprintf("s%d-w%d", si, w)
+			client := si*perSite + w
 			wg.Go(func() {
 				for j := range jobs {
-					id := fmt.Sprintf("job%d", j)
+					id := fmt.Sprintf("job%d", (j+client*7)%jobs) // workers meet on every job, in different orders
+					call := time.Since(start).Nanoseconds()
 					won, err := claim(ctx, s, ks, id, owner)
+					ret := time.Since(start).Nanoseconds()
 					if err != nil {
 						t.Error(err)
 						return
 					}
+					mu.Lock()
+					ops = append(ops, porcupine.Operation{ClientId: client, Input: claimInput{id, owner}, Output: won, Call: call, Return: ret})
 					if won {
-						mu.Lock()
 						winners[id] = append(winners[id], owner)
-						mu.Unlock()
 					}
+					mu.Unlock()
 				}
 			})
 		}
@@ -106,6 +149,10 @@ func TestClaimsRaceAcrossSites(t *testing.T) {
 			t.Fatalf("%s row = %v, %v; want owner %s", id, rows, err, winners[id][0])
 		}
 	}
+	if !porcupine.CheckOperations(claimModel, ops) {
+		t.Fatalf("history of %d claims is not linearizable", len(ops))
+	}
+	t.Logf("%d jobs, %d claims in %v", jobs, len(ops), time.Since(start).Round(time.Millisecond))
 }
 
 func TestSwapReturnsFunctionError(t *testing.T) {
