@@ -50,8 +50,9 @@
 // (read or written) counts, qualified with the current database (from the handshake,
 // COM_INIT_DB, USE, COM_CHANGE_USER; asked of the backend when unclear). A prepared
 // statement's tables are remembered by statement id (and MariaDB's id -1, "the last
-// prepared") and acquired at each COM_STMT_EXECUTE, COM_STMT_BULK_EXECUTE and
-// COM_STMT_FETCH; SQL-level PREPARE ... FROM '...' / EXECUTE likewise by name.
+// prepared") and acquired at each COM_STMT_EXECUTE and COM_STMT_BULK_EXECUTE (not at
+// COM_STMT_FETCH: MariaDB reads a cursor's rows into a temporary table when it opens it);
+// SQL-level PREPARE ... FROM '...' / EXECUTE likewise by name.
 // When the tables cannot be known the gateway uses wildcards, and the hooks must read
 // them so: Table{DB: db, Name: "*"} is every sync table of db (a statement the parser
 // refuses, such as MariaDB-only syntax like RETURNING; EXECUTE of an unknown or
@@ -73,14 +74,17 @@
 //     the client opened with BEGIN: it may retry.
 //   - Committed's gtid is the session's @@last_gtid after the command: a multi-statement
 //     command or an implicit commit (DDL) may commit more than once, and only the last
-//     GTID is given; the earlier ones precede it in the same GTID domain. A
-//     multi-statement that commits and opens a new transaction in one command
-//     ("COMMIT; BEGIN; ...") gets Committed and keeps its tables; Ended comes later.
+//     GTID is given; the earlier ones precede it in the same GTID domain.
 //   - A backend connection lost while a COMMIT was in flight leaves the outcome unknown:
 //     the gateway calls Ended without Committed.
+//   - Committed may come more than once before Ended: COMMIT AND CHAIN, BEGIN inside a
+//     transaction, or "COMMIT; BEGIN; ..." in one command commit and open the next
+//     transaction at once; it keeps the tables acquired. It is not called for a
+//     transaction whose every Acquire failed.
 //   - The gateway's own queries run between client commands, so a client that asks for
-//     ROW_COUNT(), FOUND_ROWS() or SHOW WARNINGS right after a statement that ended a
-//     sync transaction sees the values of the gateway's SELECT.
+//     ROW_COUNT() or FOUND_ROWS() right after a statement that ended a sync transaction
+//     sees the values of the gateway's SELECT (SHOW WARNINGS is unaffected: that SELECT
+//     reads no table).
 //   - Names are as the client wrote them (case and all); IsSync decides how to compare.
 //   - conn is the id MariaDB gave the backend connection and the client sees as its own,
 //     so KILL and KILL QUERY sent through the gateway (JDBC's Statement.cancel) work.

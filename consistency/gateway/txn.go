@@ -61,7 +61,7 @@ func (c *conn) inspect(p packet) (stmtInfo, error) {
 			info = stmtInfo{prepare: &stmtInfo{tables: info.tables, ends: info.ends}}
 		}
 		return info, nil
-	case mysql.COM_STMT_EXECUTE, mysql.COM_STMT_FETCH, comStmtBulkExecute:
+	case mysql.COM_STMT_EXECUTE, comStmtBulkExecute: // not COM_STMT_FETCH: MariaDB materialises cursors
 		if len(p.data) < 5 {
 			return stmtInfo{}, fmt.Errorf("%w: statement command without an id", ErrProtocol)
 		}
