@@ -24,6 +24,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var row jsonRow
 		check(t, decode(bytes.NewReader(data), &row, true))
+		_, _ = jsonValues(row.Values), jsonValues(row.Conditions)
 		if row.TTL != nil {
 			_, err := intField("ttl", row.TTL)
 			check(t, err)
