@@ -182,7 +182,7 @@ func TestRawProtocol(t *testing.T) {
 
 			// Bulk execution: two parameter rows in one command.
 			bulk := []byte{comStmtBulkExecute}
-			bulk = binary.LittleEndian.AppendUint32(bulk, prep.StmtID)
+			bulk = binary.LittleEndian.AppendUint32(bulk, prep.stmtID)
 			bulk = append(bulk, 128, 0, mysql.MYSQL_TYPE_LONG, 0, mysql.MYSQL_TYPE_LONG, 0) // types sent
 			for _, row := range [][2]int32{{11, 1}, {22, 2}} {
 				for _, v := range row {
@@ -199,17 +199,17 @@ func TestRawProtocol(t *testing.T) {
 			// A read-only cursor: rows come with COM_STMT_FETCH.
 			c.write(0, append([]byte{mysql.COM_STMT_PREPARE}, "SELECT id, bal FROM acct ORDER BY id"...))
 			_, sel := c.response(respPrepare)
-			c.write(0, execute(sel.StmtID, 1))
+			c.write(0, execute(sel.stmtID, 1))
 			if rows, _ := c.response(respResult); len(rows) != 0 {
 				t.Fatalf("cursor sent %d rows at once", len(rows))
 			}
-			fetch := binary.LittleEndian.AppendUint32([]byte{mysql.COM_STMT_FETCH}, sel.StmtID)
+			fetch := binary.LittleEndian.AppendUint32([]byte{mysql.COM_STMT_FETCH}, sel.stmtID)
 			c.write(0, binary.LittleEndian.AppendUint32(fetch, 10))
 			if rows, _ := c.response(respRows); len(rows) != 2 {
 				t.Fatalf("fetched %d rows, want 2", len(rows))
 			}
 			f.want(f.rec.take(id), call{Hook: "acquire", Tables: f.acct()}, call{Hook: "ended", Tables: f.acct()}) // execute, not fetch
-			c.write(0, binary.LittleEndian.AppendUint32([]byte{mysql.COM_STMT_CLOSE}, sel.StmtID))
+			c.write(0, binary.LittleEndian.AppendUint32([]byte{mysql.COM_STMT_CLOSE}, sel.stmtID))
 			c.write(0, []byte{mysql.COM_PING})
 			c.response(respResult)
 			c.write(0, []byte{mysql.COM_RESET_CONNECTION})

@@ -52,7 +52,7 @@ type response struct {
 	phase     phase
 	left      uint64 // definitions left in this phase
 	prepCols  uint64 // columns still to come after a prepare's parameters
-	StmtID    uint32 // of a prepare response's OK
+	stmtID    uint32 // of a prepare response's OK
 	status    uint16 // server status of this packet, if hasStatus
 	hasStatus bool   // the packet was an OK or EOF ending a result
 	isErr     bool   // the packet was an ERR (it ends the response)
@@ -134,7 +134,7 @@ func (r *response) prepareOK(b []byte) error {
 	if b[0] != 0x00 || len(b) < 12 {
 		return fmt.Errorf("%w: bad prepare response", ErrProtocol)
 	}
-	r.StmtID = binary.LittleEndian.Uint32(b[1:5])
+	r.stmtID = binary.LittleEndian.Uint32(b[1:5])
 	cols, params := uint64(binary.LittleEndian.Uint16(b[5:7])), uint64(binary.LittleEndian.Uint16(b[7:9]))
 	r.prepCols = cols
 	if params > 0 {

@@ -89,7 +89,7 @@ func (c *conn) after(p packet, r *response, info stmtInfo) {
 		}
 	case mysql.COM_STMT_PREPARE:
 		if !r.sawErr && c.hooks != nil {
-			c.stmts[r.StmtID], c.lastStmt = *info.prepare, r.StmtID
+			c.stmts[r.stmtID], c.lastStmt = *info.prepare, r.stmtID
 		}
 	case mysql.COM_RESET_CONNECTION:
 		c.session.reset()
