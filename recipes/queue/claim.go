@@ -11,9 +11,10 @@ import (
 )
 
 // sliceRows is how many messages a claim reads at a time.
-const sliceRows = 32
+const sliceRows = 8
 
 type row struct {
+	bucket  int64
 	id      gocql.UUID
 	payload string
 	claims  int   // from the lease: 0 never claimed, acked when acknowledged
@@ -36,26 +37,40 @@ func (q *Queue) claimPart(ctx context.Context, pt *part, vis time.Duration) (Mes
 			return Message{}, err
 		}
 	}
-	nowB := q.bucketOf(time.Now())
-	for pt.bucket <= nowB {
-		rows, err := q.slice(ctx, pt, pt.bucket, pt.after, sliceRows)
-		if err != nil {
-			return Message{}, err
+	for len(pt.retry) > 0 { // messages this Queue nacked
+		r := pt.retry[0]
+		pt.retry = pt.retry[1:]
+		if m, ok, err := q.tryClaim(ctx, pt, r, vis); ok || err != nil {
+			return m, err
 		}
-		for _, r := range rows {
-			pt.after = r.id
+	}
+	nowB := q.bucketOf(time.Now())
+	for {
+		for len(pt.pending) > 0 {
+			r := pt.pending[0]
+			pt.pending = pt.pending[1:]
 			if r.claims == acked { // its ack could not delete it: finish the job
-				_ = q.remove(ctx, pt.shard, pt.prio, pt.bucket, r.id)
+				_ = q.remove(ctx, pt.shard, pt.prio, r.bucket, r.id)
 				continue
 			}
 			if !r.visible(time.Now()) {
 				continue // leased: if its holder dies, a sweep brings it back
 			}
 			if m, ok, err := q.tryClaim(ctx, pt, r, vis); ok || err != nil {
+				// read the rest again next time: their leases will have moved on
+				pt.after, pt.pending = r.id, nil
 				return m, err
 			}
 		}
-		if len(rows) == sliceRows {
+		if pt.bucket > nowB {
+			break
+		}
+		rows, err := q.slice(ctx, pt, pt.bucket, pt.after, sliceRows)
+		if err != nil {
+			return Message{}, err
+		}
+		if len(rows) > 0 {
+			pt.after, pt.pending = rows[len(rows)-1].id, rows
 			continue
 		}
 		if pt.bucket == nowB {
@@ -87,14 +102,14 @@ func (q *Queue) slice(ctx context.Context, pt *part, bucket int64, after gocql.U
 	if after != (gocql.UUID{}) {
 		cql, args = cql+" AND id > ?", append(args, after)
 	}
-	return q.scan(ctx, pt, cql+fmt.Sprintf(" LIMIT %d", n), args)
+	return q.scan(ctx, pt, bucket, cql+fmt.Sprintf(" LIMIT %d", n), args)
 }
 
 // scan reads message rows and their leases.
-func (q *Queue) scan(ctx context.Context, pt *part, cql string, args []any) ([]row, error) {
+func (q *Queue) scan(ctx context.Context, pt *part, bucket int64, cql string, args []any) ([]row, error) {
 	iter := q.sess.Query(cql, args...).WithContext(ctx).Consistency(q.cfg.Consistency).Iter()
 	var rows []row
-	var r row
+	r := row{bucket: bucket}
 	for iter.Scan(&r.id, &r.payload) {
 		rows = append(rows, r)
 	}
@@ -140,7 +155,7 @@ func (q *Queue) withLeases(ctx context.Context, rows []row) error {
 // lease (IF NOT EXISTS), a later one bumps its claim count (IF claims = n). Each lease
 // is its own partition, so claims of different messages do not contend in Paxos.
 func (q *Queue) tryClaim(ctx context.Context, pt *part, r row, vis time.Duration) (Message, bool, error) {
-	m := Message{Shard: pt.shard, Priority: pt.prio, Bucket: pt.bucket, ID: r.id, Payload: r.payload,
+	m := Message{Shard: pt.shard, Priority: pt.prio, Bucket: r.bucket, ID: r.id, Payload: r.payload,
 		Claims: r.claims + 1, Deadline: time.Now().Add(vis)}
 	var err error
 	if r.claims == 0 {
@@ -185,10 +200,12 @@ func (q *Queue) sweep(ctx context.Context, pt *part) error {
 			}
 			continue
 		}
+		prev := gocql.UUID{}
 		for _, r := range rows {
-			if r.visible(now) && pt.rewind(b, r.id) {
+			if r.visible(now) && pt.rewind(b, r.id, prev) {
 				return nil
 			}
+			prev = r.id
 		}
 	}
 	return nil
@@ -201,7 +218,7 @@ func (q *Queue) behind(ctx context.Context, pt *part, b int64, upTo gocql.UUID) 
 	if upTo != (gocql.UUID{}) {
 		cql, args = cql+" AND id <= ?", append(args, upTo)
 	}
-	return q.scan(ctx, pt, cql, args)
+	return q.scan(ctx, pt, b, cql, args)
 }
 
 func (q *Queue) advance(ctx context.Context, pt *part, to int64) error {
@@ -212,17 +229,18 @@ func (q *Queue) advance(ctx context.Context, pt *part, to int64) error {
 	}
 	pt.cursor = to
 	if pt.bucket < to {
-		pt.bucket, pt.after = to, gocql.UUID{}
+		pt.bucket, pt.after, pt.pending = to, gocql.UUID{}, nil
 	}
 	return nil
 }
 
-// rewind moves the claim position back so that message (bucket, id) is read again, if
-// the position is past it; it reports whether it moved.
-func (pt *part) rewind(bucket int64, id gocql.UUID) bool {
+// rewind moves the claim position back to just after prev (zero: the bucket's start)
+// so that message (bucket, id) is read again, if the position is past it; it reports
+// whether it moved.
+func (pt *part) rewind(bucket int64, id, prev gocql.UUID) bool {
 	behind := bucket < pt.bucket || bucket == pt.bucket && pt.after != (gocql.UUID{}) && !uuidAfter(id, pt.after)
 	if behind {
-		pt.bucket, pt.after = bucket, gocql.UUID{}
+		pt.bucket, pt.after, pt.pending = bucket, prev, nil
 	}
 	return behind
 }

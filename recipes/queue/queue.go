@@ -91,8 +91,10 @@ type part struct {
 	swept   time.Time
 	shard   int
 	prio    int
-	scanned int // rows read, for tests and metrics
-	raced   int // claims lost to another claimer
+	retry   []row // messages this Queue nacked, claimed before the others
+	pending []row // read, not yet tried: the claim position is after the last
+	scanned int   // rows read, for tests and metrics
+	raced   int   // claims lost to another claimer
 }
 
 // New returns the queue name in keyspace; Create makes its tables.
@@ -246,7 +248,7 @@ func (q *Queue) Nack(ctx context.Context, m Message) error {
 	if err == nil {
 		pt := q.parts[m.Shard*q.cfg.Priorities+m.Priority]
 		pt.mu.Lock()
-		pt.rewind(m.Bucket, m.ID)
+		pt.retry = append(pt.retry, row{bucket: m.Bucket, id: m.ID, payload: m.Payload, claims: m.Claims})
 		pt.mu.Unlock()
 	}
 	return err
