@@ -59,7 +59,7 @@ func runServer(args []string) int {
 	cfg := &serverConfig{Addr: "127.0.0.1:8080", Cassandra: "127.0.0.1:9042", ZooKeeper: "127.0.0.1:2181",
 		LockRoot: "/music/locks", ReapEvery: 5 * time.Second, Log: logging.DefaultOptions()}
 	fs := flag.NewFlagSet("music server", flag.ContinueOnError)
-	fs.String("config", "", "YAML config file (keys: addr, tls_cert, tls_key, cassandra, zookeeper, lock_root, reap_every, api{users, namespaces, body_limit, anonymous, lock_lease}, log)")
+	fs.String("config", "", "YAML config file (keys: addr, tls_cert, tls_key, cassandra, zookeeper, lock_root, reap_every, api{users, namespaces, body_limit, anonymous, lock_lease, version, build}, log)")
 	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address host:port")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "TLS certificate file (enables HTTPS with --tls-key)")
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "TLS key file")
