@@ -39,8 +39,8 @@
 // On the shared development machine (2 cores, load average 15 to 28, single-node
 // Cassandra), three sites, 8 or 16 shards, 3 priorities:
 //
-//	BenchmarkQueue/enqueue      about 1,900 messages/s (4 workers)
-//	BenchmarkQueue/claim+ack    about 90 messages/s (4 workers)
+//	BenchmarkQueue/enqueue      1,900 to 3,900 messages/s (4 workers)
+//	BenchmarkQueue/claim+ack    160 messages/s (4 workers, load ~14)
 //	TestProducersConsumers      end to end, 6 producers and 9 consumers, one dying with
 //	                            a message, 2% nacked: 2,000 messages 210 to 255/s;
 //	                            20,000 messages with -race 212/s (94 s)
