@@ -96,6 +96,10 @@ type path struct {
 	src, dst *sql.DB
 	procs    replbench.Procs
 	settle   func() // waits until the path has finished work on what arrived (nil: none)
+	// idle is each process's CPU per second with no workload, measured before the
+	// workloads (idleRate) and printed beside their figures: on a shared machine a server's
+	// idle rate is mostly other work.
+	idle replbench.CPU
 	// profile starts CPU profiles of the agents for workload name and returns a function
 	// waiting for them (nil: none).
 	profile func(name string) (wait func())
@@ -134,6 +138,17 @@ func (p path) measure(b *testing.B, table, cond string, rows int, timeout time.D
 		p.settle()
 	}
 	return load{rows: rows, res: res, source: w.d, cpu: p.procs.Sample().Since(before)}
+}
+
+// idleRate measures each process's CPU per second over d with no workload.
+func (p *path) idleRate(d time.Duration) {
+	before := p.procs.Sample()
+	time.Sleep(d)
+	used := p.procs.Sample().Since(before)
+	p.idle = replbench.CPU{}
+	for name, t := range used {
+		p.idle[name] = time.Duration(float64(t) / d.Seconds())
+	}
 }
 
 // figures is one replication path's results on every workload.
@@ -345,7 +360,8 @@ func BenchmarkMirroringVsNative(b *testing.B) {
 	}
 	// Native replication's CPU is the source's and the replica's.
 	nprocs := replbench.Procs{"mariadb-" + a.Name: servers["mariadb-"+a.Name], "mariadb-" + bs.Name: servers["mariadb-"+bs.Name]}
-	native := workloads(b, path{name: "native", src: nsrc, dst: ndst, procs: nprocs})
+	np := path{name: "native", src: nsrc, dst: ndst, procs: nprocs}
+	native := workloads(b, np)
 	if err := replbench.StopNative(ctx, ndst); err != nil {
 		b.Fatal(err)
 	}
@@ -386,10 +402,13 @@ func BenchmarkMirroringVsNative(b *testing.B) {
 		procs["capture-"+sa.site.Name] = sa.capture.pid()
 		procs["apply-"+sa.site.Name] = sa.apply.pid()
 	}
-	music := workloads(b, path{name: "MUSIC", src: msrc, dst: mdst, procs: procs, settle: func() { m.drained(b) }, profile: profiler(b)})
+	mp := path{name: "MUSIC", src: msrc, dst: mdst, procs: procs, settle: func() { m.drained(b) }, profile: profiler(b)}
+	mp.idleRate(5 * time.Second)
+	music := workloads(b, mp)
 
 	// Printed, not logged: a benchmark's log is cut to ten lines without -v.
-	fmt.Printf("\nMUSIC a -> b against native replication, same run (%s)\n%s", time.Now().UTC().Format(time.RFC3339), table(native, music, perClient(b)))
+	fmt.Printf("\nMUSIC a -> b against native replication, same run (%s)\n%s", time.Now().UTC().Format(time.RFC3339),
+		table(native, music, perClient(b), mp.idle))
 	b.ReportMetric(music.w1.res.RowsPerSec(), "music_W1_rows/s")
 	b.ReportMetric(music.w1.res.RowsPerSec()/native.w1.res.RowsPerSec(), "W1_ratio_music/native")
 	b.ReportMetric(music.w2.res.Elapsed.Seconds()/native.w2.res.Elapsed.Seconds(), "W2_last_row_ratio_music/native")
@@ -399,7 +418,7 @@ func BenchmarkMirroringVsNative(b *testing.B) {
 }
 
 // table prints the figures of both paths side by side, with MUSIC/native ratios.
-func table(native, music figures, per int) string {
+func table(native, music figures, per int, idle replbench.CPU) string {
 	var sb strings.Builder
 	row := func(what, n, m, ratio string) { fmt.Fprintf(&sb, "| %-48s | %10s | %10s | %7s |\n", what, n, m, ratio) }
 	ratio := func(m, n float64) string { return fmt.Sprintf("%.3f", m/n) }
@@ -423,7 +442,8 @@ func table(native, music figures, per int) string {
 		row(fmt.Sprintf("offered: lag p%.0f", p), nl.Round(time.Millisecond).String(), ml.Round(time.Millisecond).String(),
 			ratio(float64(ml), float64(nl)))
 	}
-	sb.WriteString("\nCPU seconds per 10k rows (servers are shared: their figures include other load on the machine)\n")
+	sb.WriteString("\nCPU seconds per 10k rows, and each process's idle CPU in ms/s before the MUSIC workloads\n" +
+		"(the servers are shared: their figures include whatever else runs on the machine)\n")
 	names := []string{}
 	for k := range music.w1.cpu {
 		names = append(names, k)
@@ -433,7 +453,7 @@ func table(native, music figures, per int) string {
 	for _, w := range []string{"W1", "W2", "W3", "offered"} {
 		fmt.Fprintf(&sb, " %7s %7s |", w+" nat", "MUSIC")
 	}
-	sb.WriteString("\n")
+	sb.WriteString(" idle ms/s |\n")
 	pairs := []struct{ n, m load }{{native.w1, music.w1}, {native.w2, music.w2}, {native.w3, music.w3}, {native.lag, music.lag}}
 	for _, name := range names {
 		fmt.Fprintf(&sb, "| %-14s |", name)
@@ -444,7 +464,7 @@ func table(native, music figures, per int) string {
 			}
 			fmt.Fprintf(&sb, " %7s %7.2f |", nat, p.m.cpuPer10k(name))
 		}
-		sb.WriteString("\n")
+		fmt.Fprintf(&sb, " %9.0f |\n", float64(idle[name].Microseconds())/1000)
 	}
 	fmt.Fprintf(&sb, "| %-14s |", "total")
 	for _, p := range pairs {
