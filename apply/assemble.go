@@ -17,10 +17,16 @@ import (
 // transaction carries it, only the Last one of a streamed transaction does.
 //
 // Memory: a transaction that arrives in one message is decoded once and handed over. One
-// spread over several messages is held as its message bodies (the encoded JSON, which the
+// spread over several messages keeps its decoded events while they are at most
+// keepDecoded (the common case: a 1,000-row transaction is two messages), and is decoded
+// once. A bigger one is held as its message bodies (the encoded JSON, which the
 // unacknowledged messages hold anyway) plus a set of its indexes; its events are decoded
-// again, all at once, when it completes. So an assembling transaction costs about its
-// encoded size, and a complete one its decoded events until every sink has it.
+// again, all at once, when it completes. So an assembling transaction costs at most about
+// keepDecoded decoded events or its encoded size, and a complete one its decoded events
+// until every sink has it.
+// keepDecoded is the most events an assembling transaction keeps decoded (see assembler).
+const keepDecoded = 5000
+
 type assembler struct {
 	open     map[string]*partial // by Transaction.ID
 	finished *recent             // recently completed (or given up) transactions
@@ -34,6 +40,8 @@ type partial struct {
 	maxIdx  int
 	total   int // 0 while unknown (a streamed transaction before its last event)
 	bodies  [][]byte
+	events  []*changeevent.Event // the events of bodies, while decoded (at most keepDecoded)
+	decoded bool                 // events holds every event of bodies
 	seqs    []uint64
 	tables  []string
 	tableIn map[string]bool
@@ -66,7 +74,7 @@ func (a *assembler) add(events []*changeevent.Event, body []byte, seqs []uint64)
 	p = a.open[id]
 	if p == nil {
 		p = &partial{id: id, gtid: events[0].Source.GTID, tsUs: commitUs(events[0].Source), indexes: map[int]struct{}{},
-			maxIdx: -1, tableIn: map[string]bool{}}
+			maxIdx: -1, tableIn: map[string]bool{}, decoded: true}
 		a.open[id] = p
 		created = true
 	}
@@ -112,16 +120,21 @@ func (a *assembler) add(events []*changeevent.Event, body []byte, seqs []uint64)
 		p.seqs = p.seqs[:len(p.seqs)-len(seqs)]
 		return nil, p, created, true, nil
 	}
+	if p.decoded && len(p.events)+len(events) <= keepDecoded {
+		p.events = append(p.events, events...)
+	} else {
+		p.decoded, p.events = false, nil
+	}
 	if p.total == 0 || len(p.indexes) < p.total {
 		p.bodies = append(p.bodies, body)
 		return nil, p, created, false, nil
 	}
 	bodies := append(p.bodies, body)
+	held, decoded := p.events, p.decoded
 	a.drop(p)
-	if created { // all in this one message: no second decode
-		sort.SliceStable(events, func(i, j int) bool { return events[i].Transaction.Index < events[j].Transaction.Index })
-		events = dedupe(events)
-		return &assembled{events: events, seqs: p.seqs, tables: p.tables, tok: p.tok}, p, created, false, nil
+	if decoded { // every event decoded already: no second decode
+		sort.SliceStable(held, func(i, j int) bool { return held[i].Transaction.Index < held[j].Transaction.Index })
+		return &assembled{events: dedupe(held), seqs: p.seqs, tables: p.tables, tok: p.tok}, p, created, false, nil
 	}
 	all := make([]*changeevent.Event, 0, p.total)
 	for _, b := range bodies {
@@ -151,7 +164,7 @@ func dedupe(events []*changeevent.Event) []*changeevent.Event {
 // late redelivery of one of its events is recognised.
 func (a *assembler) drop(p *partial) {
 	delete(a.open, p.id)
-	p.bodies = nil
+	p.bodies, p.events = nil, nil
 	a.finished.add(p.id)
 }
 
