@@ -26,7 +26,12 @@
 // rolled-back transaction or a cancelled context, sets every one of them back (to the
 // DSN's connect value or the global default) before the connection returns to the pool.
 // If that reset fails, or the session ran USE (a replayed DDL), the connection is closed
-// instead (driver.ErrBadConn through Conn.Raw), never reused.
+// instead (driver.ErrBadConn through Conn.Raw), never reused. A connection whose replay
+// succeeded is kept apart from the pool in its replay session (up to half the pool) for
+// the next replay, which then sets only gtid_seq_no (an own transaction: nothing), or its
+// whole session if it is another origin's; it reaches the pool again only through the same
+// reset. So a one-row replay is six round trips (gtid_seq_no, BEGIN, read versions, write
+// rows, write versions reading the local binlog position, COMMIT) where it was nine.
 //
 // # Resync (repair)
 //

@@ -205,6 +205,14 @@ func (s *Sink) localPos(ctx context.Context, tx *sql.Tx) (uint64, error) {
 	return s.parsePos(pos), nil
 }
 
+// posExpr is localPos as an SQL expression, for a statement to read the position itself
+// (record.posAtWrite): the local domain's sequence number in @@global.gtid_binlog_pos (which
+// holds one GTID per domain), 0 if the domain has none.
+func (s *Sink) posExpr() string {
+	return fmt.Sprintf("COALESCE(CAST(SUBSTRING_INDEX(REGEXP_SUBSTR(CONCAT(',', REPLACE(@@global.gtid_binlog_pos, ' ', '')),"+
+		" ',%d-[0-9]+-[0-9]+'), '-', -1) AS UNSIGNED), 0)", s.domain)
+}
+
 func (s *Sink) parsePos(pos string) uint64 {
 	var max uint64
 	for _, g := range strings.Split(pos, ",") {

@@ -5,13 +5,15 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 )
 
-// Session state. Every statement the sink runs goes through withSession on a dedicated
-// *sql.Conn: the variables a replay needs are set first, and the connection goes back to
+// Session state. Every statement the sink runs goes through withSession (or withReplay,
+// below) on a dedicated *sql.Conn: the variables a replay needs are set first, and the connection goes back to
 // the pool only after resetSession put every one of them back to the server's default,
 // whatever happened in between (a failed statement, a rolled-back transaction, a cancelled
 // context). If the reset fails, or the session changed something that cannot be reset
@@ -85,4 +87,106 @@ func (s *Sink) release(ctx context.Context, conn *sql.Conn, discard bool) {
 		_ = conn.Raw(func(any) error { return driver.ErrBadConn }) // the pool closes it
 	}
 	_ = conn.Close()
+}
+
+// Replay sessions. A replay's settings (replayBase) are the same for every transaction of
+// an origin but gtid_seq_no, so setting them up and resetting them around each
+// transaction costs two round trips of eight for a one-row transaction. withReplay keeps a
+// connection that replayed successfully apart from the pool, in its replay session, and
+// hands it to the next replay: one with the same base then sets only gtid_seq_no (an own
+// transaction's local replay nothing at all), one with another base sets everything. The
+// rule of withSession still holds for the pool: a connection goes back to it only through
+// release, reset to the defaults; one whose replay failed goes back at once that way. At
+// most half the pool's connections are kept so (none with max_conns 1).
+
+// replayConn is a connection kept in the session of base.
+type replayConn struct {
+	conn *sql.Conn
+	base string
+}
+
+// replayConns holds the idle replay connections.
+type replayConns struct {
+	mu     sync.Mutex
+	idle   []replayConn
+	max    int
+	closed bool
+}
+
+// take returns an idle connection, one in session base if there is one.
+func (r *replayConns) take(base string) (replayConn, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := len(r.idle)
+	if n == 0 {
+		return replayConn{}, false
+	}
+	i := n - 1
+	for j := range r.idle {
+		if r.idle[j].base == base {
+			i = j
+		}
+	}
+	rc := r.idle[i]
+	r.idle = append(r.idle[:i], r.idle[i+1:]...)
+	return rc, true
+}
+
+// put keeps rc for the next replay; false when there is no room (the caller releases it).
+func (r *replayConns) put(rc replayConn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || len(r.idle) >= r.max {
+		return false
+	}
+	r.idle = append(r.idle, rc)
+	return true
+}
+
+// close closes the idle connections; later ones are not kept.
+func (r *replayConns) close() {
+	r.mu.Lock()
+	idle := r.idle
+	r.idle, r.closed = nil, true
+	r.mu.Unlock()
+	for _, rc := range idle {
+		_ = rc.conn.Close()
+	}
+}
+
+// withReplay runs fn on a connection in the replay session base with gtid_seq_no set by
+// seq (see replayBase). After fn succeeds the connection is kept in its session for the
+// next replay (or released, reset, when no room is left); after any failure it is
+// released at once (reset, or discarded when the reset fails).
+func (s *Sink) withReplay(ctx context.Context, base, seq string, fn func(conn *sql.Conn) error) error {
+	rc, ok := s.replay.take(base)
+	if !ok {
+		conn, err := s.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		rc = replayConn{conn: conn}
+	}
+	setup := base + seq
+	if rc.base == base {
+		setup = ""
+		if seq != "" {
+			setup = "SET SESSION " + strings.TrimPrefix(seq, ", ")
+		}
+	}
+	if setup != "" {
+		if _, err := rc.conn.ExecContext(ctx, setup); err != nil {
+			s.release(ctx, rc.conn, false)
+			return err
+		}
+	}
+	rc.base = base
+	if err := fn(rc.conn); err != nil {
+		s.release(ctx, rc.conn, false)
+		return err
+	}
+	if !s.replay.put(rc) {
+		s.release(ctx, rc.conn, false)
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/music-coord/music/apply"
 	"github.com/music-coord/music/apply/applytest"
 	"github.com/music-coord/music/apply/mariadb"
 	"github.com/music-coord/music/changeevent"
@@ -99,4 +100,64 @@ func TestSessionStateNeverLeaks(t *testing.T) {
 		t.Fatalf("apply: %+v (%v)", res, err)
 	}
 	check("a replay")
+}
+
+// Replays reuse a connection kept in its replay session (withReplay): each keeps its own
+// origin GTID, an own transaction in between runs in the local domain, and the pool's
+// other connections stay at the defaults.
+func TestReplaySessionReused(t *testing.T) {
+	site := testenv.Sites(t)[1]
+	f := newFixture(t, site)
+	ctx := context.Background()
+	sink, err := mariadb.Open(ctx, mariadb.Config{DSN: site.DSN(""), MetaSchema: "music_test", MaxConns: 2}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	x, y := applytest.NewOrigin("x", 9), applytest.NewOrigin("y", 8)
+	holds := func(gtid string) {
+		t.Helper()
+		var pos string
+		if err := f.db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(pos, gtid) {
+			t.Fatalf("gtid_binlog_pos %q does not hold %s", pos, gtid)
+		}
+	}
+	for i, tx := range []*apply.Txn{
+		x.Txn(1000, f.kv.Insert(applytest.Row(1, "a"))),
+		x.Txn(1001, f.kv.Insert(applytest.Row(2, "b"))),
+		y.Txn(1002, f.kv.Insert(applytest.Row(3, "c"))),
+		x.Txn(1003, f.kv.Insert(applytest.Row(4, "d"))),
+	} {
+		if res, err := sink.Apply(ctx, tx); err != nil || res.Applied != 1 {
+			t.Fatalf("replay %d: %+v (%v)", i, res, err)
+		}
+		holds(tx.ID)
+		var state string
+		var id int64
+		if err := sink.Pool().QueryRowContext(ctx, sessionState).Scan(&id, &state); err != nil {
+			t.Fatal(err)
+		}
+		if state != cleanSession {
+			t.Fatalf("after replay %d: pooled session %s\nwant %s", i, state, cleanSession)
+		}
+	}
+	if _, err := f.db.Exec("INSERT INTO kv (id, v) VALUES (5, 'e')"); err != nil { // a local write
+		t.Fatal(err)
+	}
+	own := applytest.NewOrigin("own", uint32(site.Index)).Txn(1004, f.kv.Insert(applytest.Row(5, "e")))
+	own.Own = true
+	if _, err := sink.Apply(ctx, own); err != nil {
+		t.Fatal(err)
+	}
+	next := x.Txn(1005, f.kv.Insert(applytest.Row(6, "f")))
+	if _, err := sink.Apply(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	holds(next.ID)
+	if got, want := rows(t, f.db), "1=a 2=b 3=c 4=d 5=e 6=f"; got != want {
+		t.Fatalf("rows = %q, want %q", got, want)
+	}
 }

@@ -35,6 +35,7 @@ type Sink struct {
 	cfg    Config
 	reset  string // restores a session's defaults, see withSession
 	db     *sql.DB
+	replay replayConns // connections kept in a replay's session, see withReplay
 	meta   string // quoted schema
 	batch  int
 	log    *zap.Logger
@@ -82,7 +83,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Sink, error) {
 	}
 	db.SetMaxOpenConns(cfg.MaxConns)
 	db.SetMaxIdleConns(cfg.MaxConns)
-	s := &Sink{cfg: cfg, reset: resetSession(mc.Params), db: db, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb")),
+	s := &Sink{cfg: cfg, reset: resetSession(mc.Params), db: db, replay: replayConns{max: cfg.MaxConns / 2}, meta: meta, batch: cfg.BatchRows, log: log.With(zap.String("sink", "mariadb")),
 		lostInserts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "music_apply_lost_inserts_total",
 			Help: "Inserts of different rows at different sites that collided on one key: the older insert is lost (see AUTO_INCREMENT in OPERATIONS.md)."},
 			[]string{"db", "table"}),
@@ -108,7 +109,10 @@ func (s *Sink) Collectors() []prometheus.Collector {
 func (s *Sink) Name() string { return "mariadb" }
 
 // Close closes the connection pool.
-func (s *Sink) Close() error { return s.db.Close() }
+func (s *Sink) Close() error {
+	s.replay.close()
+	return s.db.Close()
+}
 
 func (s *Sink) createMeta(ctx context.Context) error {
 	stmts := []string{
@@ -236,23 +240,30 @@ func (s *Sink) Apply(ctx context.Context, tx *apply.Txn) (apply.Result, error) {
 // skip_replication (capture asks the server not to send flagged transactions, so the local
 // capture never reads replays), no foreign key checks, UTC. withSession restores the
 // defaults afterwards.
-func replaySetup(tx *apply.Txn, useSeq bool) string { return replaySetupFK(tx, useSeq, false) }
+func replaySetup(tx *apply.Txn, useSeq bool) string {
+	base, seq := replayBase(tx, useSeq, false)
+	return base + seq
+}
 
-// replaySetupFK is replaySetup, with foreign_key_checks=1 if fk (see engine.go).
-func replaySetupFK(tx *apply.Txn, useSeq, fk bool) string {
+// replayBase is replaySetup's statement (with foreign_key_checks=1 if fk, see engine.go)
+// in two parts: the settings every replay of tx's origin shares (base) and the
+// transaction's gtid_seq_no assignment (seq: ", gtid_seq_no=N", or "" for a local replay,
+// whose base sets 0). See withReplay.
+func replayBase(tx *apply.Txn, useSeq, fk bool) (base, seq string) {
 	// gtid_seq_no is always set (0 lets the server choose).
-	set := localReplay
+	base = localReplay
 	if !tx.Resync && !tx.Own {
-		seq := uint64(0)
+		n := uint64(0)
 		if useSeq {
-			seq = tx.GTID.Seq
+			n = tx.GTID.Seq
 		}
-		set = replaySession + fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d, gtid_seq_no=%d", tx.GTID.Domain, tx.GTID.Server, seq)
+		base = replaySession + fmt.Sprintf(", skip_replication=1, gtid_domain_id=%d, server_id=%d", tx.GTID.Domain, tx.GTID.Server)
+		seq = fmt.Sprintf(", gtid_seq_no=%d", n)
 	}
 	if fk {
-		set += ", foreign_key_checks=1" // the later assignment wins: InnoDB performs cascades
+		base += ", foreign_key_checks=1" // the later assignment wins: InnoDB performs cascades
 	}
-	return set
+	return base, seq
 }
 
 // metaKey identifies a row in row_versions.
@@ -281,6 +292,9 @@ type stored struct {
 // record is what writeVersions stores besides the version.
 type record struct {
 	localPos uint64
+	// posAtWrite: store the local position as the versions' INSERT reads it (posExpr)
+	// instead of localPos, saving a round trip.
+	posAtWrite bool
 	repair   bool
 	winner   []byte
 	// keep, when set, is the version to store instead of the transaction's (a restored
@@ -348,7 +362,8 @@ func newPlan(tx *apply.Txn) (*plan, error) {
 }
 
 func (s *Sink) applyOnce(ctx context.Context, tx *apply.Txn, p *plan, useSeq bool) (res apply.Result, err error) {
-	err = s.withSession(ctx, replaySetupFK(tx, useSeq, p.fk), false, func(conn *sql.Conn) error {
+	base, seq := replayBase(tx, useSeq, p.fk)
+	err = s.withReplay(ctx, base, seq, func(conn *sql.Conn) error {
 		var err error
 		res, err = s.inTx(ctx, conn, func(sqlTx *sql.Tx) (apply.Result, error) {
 			res, err := s.applyTx(ctx, sqlTx, tx, p)
@@ -413,7 +428,7 @@ func (s *Sink) applyTx(ctx context.Context, sqlTx *sql.Tx, tx *apply.Txn, p *pla
 			return res, err
 		}
 		res.Applied = n
-		recs, err := s.remoteRecords(ctx, sqlTx, p, win)
+		recs, err := s.remoteRecords(p, win)
 		if err != nil {
 			return res, err
 		}
@@ -449,23 +464,20 @@ func (s *Sink) lostInsert(k metaKey, p *plan, st stored, won bool) {
 }
 
 // remoteRecords notes, for rows a non-own change just wrote, the local binlog position
-// (own changes up to it may have been overwritten) and the change itself (to restore it, or
-// to tell whether a local write came after).
-func (s *Sink) remoteRecords(ctx context.Context, tx *sql.Tx, p *plan, keys map[metaKey]bool) (map[metaKey]record, error) {
-	pos, err := s.localPos(ctx, tx)
-	if err != nil {
-		return nil, err
-	}
+// (own changes up to it may have been overwritten: the versions' INSERT reads it, after the
+// rows are written and locked, see posAtWrite) and the change itself (to restore it, or to
+// tell whether a local write came after).
+func (s *Sink) remoteRecords(p *plan, keys map[metaKey]bool) (map[metaKey]record, error) {
 	recs := make(map[metaKey]record, len(keys))
 	for k := range keys {
 		w, err := winnerJSON(p.last[k])
 		if err != nil {
 			return nil, err
 		}
-		recs[k] = record{localPos: pos, repair: true, winner: w}
+		recs[k] = record{posAtWrite: true, repair: true, winner: w}
 		if s.log.Core().Enabled(zap.DebugLevel) {
 			s.log.Debug("decision", zap.String("path", "remote-written"), zap.String("key", p.text[k]),
-				zap.String("gtid", p.ver[k].gtid), zap.Uint64("new_local_pos", pos), zap.Bool("deleted", p.deleted[k]))
+				zap.String("gtid", p.ver[k].gtid), zap.String("new_local_pos", "at write"), zap.Bool("deleted", p.deleted[k]))
 		}
 	}
 	return recs, nil
@@ -556,7 +568,13 @@ func (s *Sink) insertVersions(ctx context.Context, tx *sql.Tx, p *plan, recs map
 				v, deleted = *r.keep, r.keepDeleted
 			}
 			args = append(args, k.db, k.table, k.hash[:], v.v.TsUs, v.v.Domain, v.v.Seq,
-				v.origin, v.gtid, deleted, p.text[k], r.localPos, r.repair, r.winner)
+				v.origin, v.gtid, deleted, p.text[k])
+			if r.posAtWrite {
+				args = append(args, r.repair, r.winner)
+				rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,"+s.posExpr()+",?,?)")
+				continue
+			}
+			args = append(args, r.localPos, r.repair, r.winner)
 			rows = append(rows, "(?,?,?,?,?,?,?,?,?,?,?,?,?)")
 		}
 		q := "INSERT INTO " + s.meta + ".row_versions (db,tbl,pk_hash,ts_us,domain_id,seq,origin,gtid,deleted,pk,local_pos,repair,winner) VALUES " +
